@@ -1,0 +1,134 @@
+"""The array backend: NumPy + SciPy on the CPU, CuPy on a CUDA GPU.
+
+Block-level code takes a :class:`Backend` and only calls ``bk.xp`` / ``bk.ndi`` and the methods
+below, never ``numpy`` directly on block data, so one code path serves both devices.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array module, its ``ndimage`` and host/device transfers.
+
+    Attributes
+    ----------
+    name : str
+        ``"cpu"`` or ``"gpu"``.
+    xp : module
+        ``numpy`` or ``cupy``.
+    ndi : module
+        ``scipy.ndimage`` or ``cupyx.scipy.ndimage``.
+    """
+
+    name: str
+    xp: ModuleType
+    ndi: ModuleType
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def asarray(self, array: Any, dtype: Any = None) -> Any:
+        """Move ``array`` to this backend's device (no copy on the CPU when possible)."""
+        return self.xp.asarray(array, dtype=dtype)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Return ``array`` as a NumPy array in host memory."""
+        if isinstance(array, np.ndarray):
+            return array
+        return self.xp.asnumpy(array)
+
+    def correlate1d(self, array: Any, taps: np.ndarray, axis: int) -> Any:
+        """Correlate ``array`` with ``taps`` along ``axis``, mirroring without edge repetition.
+
+        Parameters
+        ----------
+        array : float32 array
+        taps : (2r+1,) array
+            Filter taps for offsets -r..r (``out[i] = sum_k taps[k] * in[i + k - r]``).
+        axis : int
+
+        Returns
+        -------
+        float32 array of the same shape.
+        """
+        out = self.xp.empty(array.shape, dtype=self.xp.float32)
+        self.ndi.correlate1d(array, self.xp.asarray(taps), axis=axis, mode="mirror", output=out)
+        return out
+
+
+def cpu_backend() -> Backend:
+    """The NumPy/SciPy backend: always available, the reference implementation."""
+    import scipy.ndimage
+
+    return Backend("cpu", np, scipy.ndimage)
+
+
+def probe_gpu() -> tuple[Backend | None, str]:
+    """Try to build the CuPy backend; never raises.
+
+    Returns
+    -------
+    backend : Backend or None
+    reason : str
+        Why no GPU is usable (empty when one is).
+    """
+    try:
+        import cupy  # noqa: PLC0415 - imported lazily on purpose
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        return None, f"cupy is not importable ({type(exc).__name__}: {exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return None, f"no CUDA device ({type(exc).__name__}: {exc})"
+    if count < 1:
+        return None, "no CUDA device"
+    try:
+        # One tiny kernel launch catches a missing NVRTC or a driver too old for this CuPy.
+        probe = cupy.ElementwiseKernel("float32 x", "float32 y", "y = x * 2", "gpuheadless_probe")
+        value = float(probe(cupy.ones(1, dtype=cupy.float32)).get()[0])
+        if value != 2.0:
+            return None, "the probe kernel returned a wrong value"
+        import cupyx.scipy.ndimage as cndi  # noqa: PLC0415
+    except Exception as exc:
+        return None, f"CUDA kernels cannot run ({type(exc).__name__}: {exc})"
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props.get("name", b"").decode(errors="replace")
+    return Backend("gpu", cupy, cndi, {"device": name}), ""
+
+
+def select_backend(device: str) -> Backend:
+    """Resolve ``--device auto|cpu|gpu`` to a backend.
+
+    ``auto`` uses a usable GPU and otherwise logs one line saying why it uses the CPU. ``gpu``
+    without a usable GPU is a :class:`~gpuheadless.errors.UsageError`.
+    """
+    if device == "cpu":
+        return cpu_backend()
+    if device not in ("auto", "gpu"):
+        raise UsageError(f"--device: expected auto, cpu or gpu, got {device!r}")
+    gpu, reason = probe_gpu()
+    if gpu is not None and not _gpu_pipeline_available():
+        gpu, reason = None, "the GPU forest kernel is not part of this version yet"
+    if gpu is not None:
+        log.info("Using the GPU: %s", gpu.info.get("device", "CUDA device"))
+        return gpu
+    if device == "gpu":
+        raise UsageError(f"--device gpu: no usable GPU: {reason}")
+    log.info("Using the CPU: %s", reason)
+    return cpu_backend()
+
+
+def _gpu_pipeline_available() -> bool:
+    """Whether every stage of the pixel pipeline has a GPU implementation in this version."""
+    from .forest import predict  # noqa: PLC0415
+
+    return predict.GPU_FOREST_AVAILABLE

@@ -1,0 +1,1 @@
+"""Random forests: the flat model, vigra-exact prediction, training and treelite exchange."""
