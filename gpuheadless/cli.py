@@ -1,0 +1,217 @@
+"""Command line: ilastik's headless flags, parsed into a RunConfig. No logic lives here.
+
+``gpuheadless --project=P.ilp [flags] INPUT ...`` behaves like ``run_ilastik.sh --headless ...``;
+``gpuheadless demo`` builds a small example project with the package's own code and applies it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from . import __version__
+from .config import ExportOptions, RunConfig, ram_budget_from_env, threads_from_env
+from .errors import NotImplementedYet, UsageError, UserError
+from .export import EXPORT_DTYPES, parse_cutout, parse_pair
+
+log = logging.getLogger("gpuheadless")
+
+ILASTIK_OUTPUT_FORMATS = (
+    [f"{e}" for e in ("bmp", "gif", "hdr", "jpeg", "jpg", "pbm", "pgm", "png", "pnm", "ppm", "ras", "tif", "tiff")]
+    + [f"{e} sequence" for e in ("bmp", "gif", "hdr", "jpeg", "jpg", "pbm", "pgm", "png", "pnm", "ppm", "ras", "tif", "tiff")]
+    + ["multipage tiff", "multipage tiff sequence", "hdf5", "compressed hdf5", "n5", "compressed n5",
+       "single-scale OME-Zarr", "multi-scale OME-Zarr", "numpy", "dvid", "blockwise hdf5"]
+)
+
+
+def _bool_value(text: str | None) -> bool:
+    if text is None:
+        return True
+    value = text.strip().lower()
+    if value in ("1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (yes/no, true/false, 1/0), got {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as argparse but without the usage block
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The batch parser, with every flag of ilastik's headless Pixel Classification mode."""
+    p = _Parser(
+        prog="gpuheadless",
+        description="Apply an ilastik Pixel Classification project to images, as `run_ilastik.sh --headless`.",
+        epilog="Subcommands: `gpuheadless demo` runs a self-contained example. "
+        "Environment: LAZYFLOW_THREADS, LAZYFLOW_TOTAL_RAM_MB.",
+    )
+    p.add_argument("--version", action="version", version=f"gpuheadless {__version__}")
+    g = p.add_argument_group("ilastik global flags")
+    g.add_argument("--headless", action="store_true", help="accepted for compatibility (always headless)")
+    g.add_argument("--project", help="the .ilp project file")
+    g.add_argument("--readonly", nargs="?", const="true", default=None, help="accepted; the project is never modified")
+    g.add_argument("--new_project")
+    g.add_argument("--workflow")
+    g.add_argument("--logfile", help="also write the log to this file")
+    g.add_argument("--process_name")
+    g.add_argument("--redirect_output")
+    g.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    g.add_argument("--configfile")
+    g.add_argument("--clean_paths", action="store_true")
+    g.add_argument("--hbp", action="store_true")
+    g.add_argument("--fullscreen", action="store_true")
+    g.add_argument("--exit_on_failure", action="store_true")
+    g.add_argument("--tiktorch_executable")
+    g.add_argument("--nn_device")
+    w = p.add_argument_group("Pixel Classification workflow flags")
+    w.add_argument("--retrain", action="store_true", help="train a new forest from the project's labels for this run")
+    w.add_argument("--tree-count", dest="tree_count", type=int, help="trees of the retrained forest (forces retraining)")
+    w.add_argument("--label-proportion", dest="label_proportion", type=float, help="fraction of labels to train on")
+    w.add_argument("--variable-importance-path", dest="variable_importance_path")
+    w.add_argument("--print-labels-by-slice", dest="print_labels_by_slice", action="store_true")
+    w.add_argument("--label-search-value", dest="label_search_value", type=int)
+    w.add_argument("--generate-random-labels", dest="generate_random_labels", action="store_true")
+    w.add_argument("--random-label-value", dest="random_label_value", type=int)
+    w.add_argument("--random-label-count", dest="random_label_count", type=int)
+    e = p.add_argument_group("export flags")
+    e.add_argument("--export_source", default="Probabilities", help="Probabilities (default), Simple Segmentation, Uncertainty, Features, Labels")
+    e.add_argument("--output_format", choices=ILASTIK_OUTPUT_FORMATS, metavar="FORMAT",
+                   help="hdf5, compressed hdf5 (default), numpy, tif, tiff, multipage tiff")
+    e.add_argument("--output_filename_format", help="output path with {dataset_dir} {nickname} {result_type} ... placeholders")
+    e.add_argument("--output_internal_path", help="HDF5 dataset path (default exported_data)")
+    e.add_argument("--cutout_subregion", help="[(start,...),(stop,...)] in the export's axis order (e.g. y,x,c)")
+    e.add_argument("--pipeline_result_drange", help="(min,max) of the result, for --export_drange")
+    e.add_argument("--export_drange", help="(min,max) to map the result range to")
+    e.add_argument("--export_dtype", choices=EXPORT_DTYPES[:8])
+    e.add_argument("--output_axis_order", help="axis order of the output, letters of txyzc")
+    e.add_argument("--table_only", action="store_true", help="Object Classification only; no effect here")
+    i = p.add_argument_group("input flags")
+    i.add_argument("--raw_data", "--raw-data", dest="raw_data", nargs="+", default=[])
+    i.add_argument("--prediction_mask", "--prediction-mask", dest="prediction_mask", nargs="+", default=[])
+    i.add_argument("--stack_along", "--stack-along", dest="stack_along")
+    i.add_argument("--input_axes", "--input-axes", dest="input_axes")
+    i.add_argument("--ignore_training_axistags", action="store_true")
+    i.add_argument("--preconvert_stacks", action="store_true")
+    i.add_argument("--distributed", action="store_true")
+    i.add_argument("--distributed_block_roi")
+    o = p.add_argument_group("gpuheadless flags")
+    o.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="where to compute (default auto)")
+    o.add_argument("--seed", type=int, help="seed for retraining (ilastik's training is not reproducible)")
+    p.add_argument("inputs", nargs="*", help="input images: files, or file.h5/internal/path")
+    return p
+
+
+_NOT_YET = {
+    "variable_importance_path": "--variable-importance-path",
+    "print_labels_by_slice": "--print-labels-by-slice",
+    "label_search_value": "--label-search-value",
+    "generate_random_labels": "--generate-random-labels",
+    "stack_along": "--stack_along",
+    "preconvert_stacks": "--preconvert_stacks",
+    "distributed": "--distributed",
+    "distributed_block_roi": "--distributed_block_roi",
+    "configfile": "--configfile",
+    "new_project": "--new_project",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Turn parsed arguments into a RunConfig, refusing what this version cannot do."""
+    if args.hbp:
+        raise UsageError("--hbp is deprecated (ilastik exits on it too)")
+    if args.fullscreen or args.exit_on_failure:
+        raise UsageError("--fullscreen and --exit_on_failure are GUI flags; they cannot be combined with batch mode")
+    for attr, flag in _NOT_YET.items():
+        if getattr(args, attr) not in (None, False, []):
+            raise NotImplementedYet(flag)
+    if args.readonly is not None:
+        try:
+            _bool_value(args.readonly)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--readonly: {exc}") from None
+    if not args.project:
+        raise UsageError("You have to supply at least --project (the .ilp file)")
+    if args.inputs and args.raw_data:
+        raise UsageError("You can only have trailing file paths if no other role was set by name (--raw_data)")
+    export = ExportOptions(
+        source=args.export_source,
+        output_format=args.output_format,
+        output_filename_format=args.output_filename_format,
+        output_internal_path=args.output_internal_path,
+        cutout_subregion=parse_cutout(args.cutout_subregion) if args.cutout_subregion else None,
+        pipeline_result_drange=parse_pair(args.pipeline_result_drange, "--pipeline_result_drange") if args.pipeline_result_drange else None,
+        export_drange=parse_pair(args.export_drange, "--export_drange") if args.export_drange else None,
+        export_dtype=args.export_dtype,
+        output_axis_order=args.output_axis_order,
+    )
+    if export.export_drange is not None and export.pipeline_result_drange is None:
+        raise UsageError("Cannot renormalize to custom export_drange without a specified pipeline_result_drange.")
+    return RunConfig(
+        project=args.project,
+        inputs=list(args.inputs or args.raw_data),
+        export=export,
+        prediction_masks=list(args.prediction_mask),
+        input_axes=args.input_axes,
+        ignore_training_axistags=args.ignore_training_axistags,
+        retrain=args.retrain,
+        tree_count=args.tree_count,
+        label_proportion=args.label_proportion,
+        threads=threads_from_env(),
+        ram_budget_mb=ram_budget_from_env(),
+        device=args.device,
+        seed=args.seed,
+    )
+
+
+def _setup_logging(debug: bool, logfile: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        handlers.append(logging.FileHandler(logfile))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gpuheadless`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        if argv and argv[0] == "demo":
+            from .demo import main as demo_main  # noqa: PLC0415
+
+            _setup_logging(debug, None)
+            return demo_main(argv[1:])
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        _setup_logging(args.debug, args.logfile)
+        if unknown:
+            log.warning("Unused command-line args: %s", " ".join(unknown))
+        config = config_from_args(args)
+        if not config.inputs:
+            log.info("No input files given; nothing to do.")
+            return 0
+        from .pipeline.pixel import run_batch  # noqa: PLC0415 - keeps --help fast
+
+        results, failures = run_batch(config)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"gpuheadless: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gpuheadless: interrupted", file=sys.stderr)
+        return 130
+    if failures:
+        print(f"gpuheadless: {len(failures)} of {len(config.inputs)} input(s) failed:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0

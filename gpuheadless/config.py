@@ -1,0 +1,97 @@
+"""RunConfig: everything a batch run needs, from the command line and the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+
+MIN_RAM_MB = 500
+
+
+@dataclass
+class ExportOptions:
+    """Export settings given on the command line (``None`` = take the project's, then the default)."""
+
+    source: str = "Probabilities"
+    output_format: str | None = None
+    output_filename_format: str | None = None
+    output_internal_path: str | None = None
+    cutout_subregion: tuple[list, list] | None = None
+    pipeline_result_drange: tuple[float, float] | None = None
+    export_drange: tuple[float, float] | None = None
+    export_dtype: str | None = None
+    output_axis_order: str | None = None
+
+
+@dataclass
+class RunConfig:
+    """One batch run: project, inputs, export options, resources."""
+
+    project: str
+    inputs: list[str]
+    export: ExportOptions = field(default_factory=ExportOptions)
+    prediction_masks: list[str] = field(default_factory=list)
+    input_axes: str | None = None
+    ignore_training_axistags: bool = False
+    retrain: bool = False
+    tree_count: int | None = None
+    label_proportion: float | None = None
+    threads: int = 1
+    ram_budget_mb: float = 2048.0
+    device: str = "auto"
+    seed: int | None = None
+    cwd: str = field(default_factory=os.getcwd)
+    progress: bool = True
+
+
+def threads_from_env(environ: dict[str, str] | None = None) -> int:
+    """``LAZYFLOW_THREADS``: worker threads; unset means ``min(cpu_count, 8)``; 0 runs synchronously."""
+    env = os.environ if environ is None else environ
+    value = env.get("LAZYFLOW_THREADS", "").strip()
+    if not value or value == "-1":
+        return min(os.cpu_count() or 1, 8)
+    try:
+        threads = int(value)
+    except ValueError:
+        raise UsageError(f"LAZYFLOW_THREADS must be an integer, got {value!r}") from None
+    if threads < 0:
+        raise UsageError(f"LAZYFLOW_THREADS must be 0 or more, got {threads}")
+    return threads
+
+
+def ram_budget_from_env(environ: dict[str, str] | None = None) -> float:
+    """``LAZYFLOW_TOTAL_RAM_MB``: the memory budget in MiB.
+
+    Unset or 0 means half of the memory available now. Values below 500 are refused, as ilastik
+    refuses them.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("LAZYFLOW_TOTAL_RAM_MB", "").strip()
+    if value and value != "0":
+        try:
+            ram = float(value)
+        except ValueError:
+            raise UsageError(f"LAZYFLOW_TOTAL_RAM_MB must be a number of MiB, got {value!r}") from None
+        if ram < MIN_RAM_MB:
+            raise UsageError(
+                f"LAZYFLOW_TOTAL_RAM_MB={value}: RAM is limited to {value} MB. Remember to specify RAM in MB, not GB "
+                f"(at least {MIN_RAM_MB})."
+            )
+        return ram
+    return max(available_memory_mb() * 0.5, float(MIN_RAM_MB))
+
+
+def available_memory_mb() -> float:
+    """Memory available to new allocations, in MiB (Linux ``MemAvailable``, else physical memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return 4096.0

@@ -1,0 +1,148 @@
+"""Export sources and the export transform: cutout, normalisation, dtype, axis order (spec §2, §4)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError, UserError
+
+EXPORT_SOURCES = ("Probabilities", "Simple Segmentation", "Uncertainty", "Features", "Labels")
+EXPORT_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64", "uint64", "int64")
+
+
+def resolve_source(name: str) -> str:
+    """The canonical export source for ``name`` (case-insensitive, as ilastik compares)."""
+    for source in EXPORT_SOURCES:
+        if source.lower() == name.strip().lower():
+            return source
+    valid = [s.lower() for s in EXPORT_SOURCES]
+    raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {valid}")
+
+
+def source_dtype(source: str) -> np.dtype:
+    return np.dtype(np.uint8) if source in ("Simple Segmentation", "Labels") else np.dtype(np.float32)
+
+
+def source_channels(source: str, n_classes: int, n_features: int) -> int:
+    if source == "Probabilities":
+        return n_classes
+    if source == "Features":
+        return n_features
+    return 1
+
+
+def derive_from_probabilities(xp: Any, probabilities: Any, source: str) -> Any:
+    """Simple Segmentation or Uncertainty from ``(..., K)`` probabilities.
+
+    Simple Segmentation is ``argmax + 1`` (ties to the lowest channel, all-zero pixels give 1);
+    Uncertainty is ``1 - (p_max - p_second)``, zero when K <= 1.
+    """
+    if source == "Probabilities":
+        return probabilities
+    if source == "Simple Segmentation":
+        return (xp.argmax(probabilities, axis=-1) + 1).astype(xp.uint8)[..., None]
+    if source == "Uncertainty":
+        k = probabilities.shape[-1]
+        if k <= 1:
+            return xp.zeros(probabilities.shape[:-1] + (1,), dtype=xp.float32)
+        top = xp.sort(probabilities, axis=-1)
+        return (xp.float32(1) - (top[..., -1] - top[..., -2]))[..., None].astype(xp.float32)
+    raise ValueError(source)
+
+
+def parse_pair(text: str, option: str) -> tuple[float, float]:
+    """``(a,b)`` as ilastik parses ``--export_drange`` (brackets to lists, then JSON)."""
+    value = _parse_json_like(text, option)
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
+        raise UsageError(f"{option}: expected two numbers like (0,255), got {text!r}")
+    return float(value[0]), float(value[1])
+
+
+def parse_cutout(text: str) -> tuple[list, list]:
+    """``[(start...),(stop...)]`` with ``None`` entries, in the export's own axis order."""
+    value = _parse_json_like(text, "--cutout_subregion")
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, list) for v in value)
+        or len(value[0]) != len(value[1])
+        or not all(v is None or isinstance(v, int) for part in value for v in part)
+    ):
+        raise UsageError(f"--cutout_subregion: expected [(start,...),(stop,...)] of equal length, got {text!r}")
+    return value[0], value[1]
+
+
+def _parse_json_like(text: str, option: str) -> Any:
+    converted = text.replace("(", "[").replace(")", "]").replace("None", "null")
+    try:
+        return json.loads(converted)
+    except ValueError:
+        raise UsageError(f"{option}: cannot parse {text!r}") from None
+
+
+@dataclass(frozen=True)
+class ExportTransform:
+    """What happens to the export source before writing (spec §4)."""
+
+    source_dtype: np.dtype
+    dtype: np.dtype
+    normalize: tuple[float, float, float, float] | None  # in_min, in_max, out_min, out_max
+
+    def apply(self, block: np.ndarray) -> np.ndarray:
+        """Normalise (if both ranges are set) and cast, with ilastik's rounding and no clipping."""
+        if self.normalize is None:
+            return block.astype(self.dtype, copy=False)
+        in_min, in_max, out_min, out_max = self.normalize
+        spread_in = in_max - in_min
+        spread_out = out_max - out_min
+        ratio = 0.0 if math.isclose(spread_in, 0.0) else float(np.float32(spread_out / spread_in))
+        if block.dtype.kind == "f":
+            y = (block - block.dtype.type(in_min)) * block.dtype.type(ratio) + block.dtype.type(out_min)
+        else:
+            y = (block.astype(np.float64) - in_min) * ratio + out_min
+        if self.source_dtype.kind == "f" and self.dtype.kind in "iu":
+            y = np.rint(y)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return y.astype(self.dtype)
+
+    @property
+    def drange(self) -> tuple[Any, Any] | None:
+        if self.normalize is None:
+            return None
+        return tuple(np.array(self.normalize[2:], dtype=np.float64).astype(self.dtype).tolist())
+
+
+def make_transform(source: str, export_dtype: str | None, in_range, out_range) -> ExportTransform:
+    """Build the transform from ``--export_dtype``, ``--pipeline_result_drange`` and ``--export_drange``."""
+    src = source_dtype(source)
+    if export_dtype is not None and export_dtype not in EXPORT_DTYPES:
+        raise UsageError(f"--export_dtype: expected one of {', '.join(EXPORT_DTYPES[:8])}, got {export_dtype!r}")
+    dtype = np.dtype(export_dtype) if export_dtype else src
+    if out_range is not None and in_range is None:
+        raise UsageError("Cannot renormalize to custom export_drange without a specified pipeline_result_drange.")
+    normalize = tuple(in_range) + tuple(out_range) if in_range is not None and out_range is not None else None
+    return ExportTransform(src, dtype, normalize)
+
+
+def output_axes(requested: str | None, original_axes: str, shape_by_axis: dict[str, int]) -> str:
+    """The written axis order: ``--output_axis_order`` or the input's own axes plus ``c``.
+
+    Axes not in the data are added with extent 1; an axis of the data with extent > 1 may not be
+    dropped.
+    """
+    if requested is None:
+        axes = original_axes if "c" in original_axes else original_axes + "c"
+        return axes
+    axes = requested.lower()
+    if not axes or any(a not in "txyzc" for a in axes) or len(set(axes)) != len(axes):
+        raise UsageError(f"Invalid axes specified output_axis_order: {requested!r}")
+    dropped = [a for a, n in shape_by_axis.items() if n > 1 and a not in axes]
+    if dropped:
+        raise UserError(
+            f"--output_axis_order {requested}: attempting to drop the following non-singleton axes: {''.join(dropped)}"
+        )
+    return axes

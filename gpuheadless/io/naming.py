@@ -1,0 +1,59 @@
+"""Output file names: ilastik's placeholder passes and extension rule (spec §3.2-§3.3)."""
+from __future__ import annotations
+
+import os
+import string
+from typing import Any, Mapping
+
+FORMAT_EXTENSIONS = {
+    "hdf5": "h5",
+    "compressed hdf5": "h5",
+    "numpy": "npy",
+    "tif": "tif",
+    "tiff": "tiff",
+    "multipage tiff": "tiff",
+}
+
+
+def format_known(pattern: str, values: Mapping[str, Any], strict: bool = False) -> str:
+    """Fill the ``{keys}`` of ``pattern`` that ``values`` knows; leave every other field as written.
+
+    Format specs work (``{x_start:05d}``). With ``strict``, malformed braces raise ``ValueError``;
+    otherwise a malformed pattern is returned unchanged.
+    """
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError:
+        if strict:
+            raise
+        return pattern
+    out = []
+    for literal, field_name, spec, conversion in parts:
+        out.append(literal)
+        if field_name is None:
+            continue
+        if field_name in values:
+            value = values[field_name]
+            if conversion == "r":
+                value = repr(value)
+            elif conversion == "s":
+                value = str(value)
+            out.append(format(value, spec or ""))
+        else:
+            text = field_name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            out.append("{" + text + "}")
+    return "".join(out)
+
+
+def replace_extension(path: str, output_format: str) -> str:
+    """``splitext(path)[0] + '.' + ext`` for the format, as ilastik's writers do."""
+    return os.path.splitext(path)[0] + "." + FORMAT_EXTENSIONS[output_format]
+
+
+def roi_values(axes: str, start: tuple[int, ...], stop: tuple[int, ...]) -> dict[str, Any]:
+    """``{roi}`` and ``{<axis>_start}``/``{<axis>_stop}`` for the export's internal axes."""
+    values: dict[str, Any] = {"roi": str([tuple(start), tuple(stop)])}
+    for axis, a, b in zip(axes, start, stop):
+        values[f"{axis}_start"] = a
+        values[f"{axis}_stop"] = b
+    return values

@@ -1,0 +1,229 @@
+"""Image readers: HDF5 datasets, NumPy ``.npy``, TIFF and 2D image files, read by region.
+
+Every reader gives the file's own axes (ilastik's rules, spec §1.5) and reads any region in that
+order, so large HDF5 and ``.npy`` volumes are never loaded whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UserError
+from .paths import nickname, split_dataset_path
+
+_PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pbm", ".pgm", ".ppm", ".pnm"}
+_TIFF_SUFFIXES = {".tif", ".tiff"}
+_HDF5_SUFFIXES = {".h5", ".hdf5", ".ilp"}
+
+
+@dataclass
+class ImageSource:
+    """An opened input image.
+
+    Attributes
+    ----------
+    display : str
+        The path as the user gave it, for messages.
+    axes : str
+        The file's axes in order, lowercase letters of ``tzyxc``.
+    shape, dtype
+    nickname : str
+    dataset_dir : str
+        Absolute directory of the file (``{dataset_dir}``).
+    resolutions, axis_units : dict
+        Pixel sizes and their units per axis where the file records them.
+    """
+
+    display: str
+    axes: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nickname: str
+    dataset_dir: str
+    read_region: Callable[[tuple[slice, ...]], np.ndarray]
+    close: Callable[[], None] = lambda: None
+    resolutions: dict[str, float] = field(default_factory=dict)
+    axis_units: dict[str, str] = field(default_factory=dict)
+    drange: tuple[Any, Any] | None = None
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Read ``region`` (slices in the file's axis order)."""
+        return np.asarray(self.read_region(region))
+
+
+def default_axes(shape: tuple[int, ...]) -> str:
+    """ilastik's axes for data without axis metadata, by rank."""
+    rank = len(shape)
+    if rank == 2:
+        return "yx"
+    if rank == 3:
+        return "yxc" if shape[-1] <= 4 else "zyx"
+    if rank == 4:
+        return "zyxc"
+    if rank == 5:
+        return "tzyxc"
+    raise ValueError(f"{rank}-dimensional data is not supported (2 to 5 dimensions)")
+
+
+def open_image(path: str, cwd: str | None = None) -> ImageSource:
+    """Open one input given as on ilastik's command line.
+
+    Parameters
+    ----------
+    path : str
+        A file, or ``file.h5/internal/path``. Relative paths are taken from ``cwd``.
+
+    Raises
+    ------
+    UserError
+        Missing or unreadable file, missing HDF5 dataset, unsupported format.
+    """
+    cwd = cwd or os.getcwd()
+    expanded = os.path.expanduser(path)
+    if any(ch in expanded for ch in "*?[") or (os.pathsep in expanded and not os.path.exists(expanded)):
+        from ..errors import NotImplementedYet  # noqa: PLC0415
+
+        raise NotImplementedYet("a glob or path list as input", f"'{path}' (stacks come with the next release)")
+    external, internal = split_dataset_path(expanded)
+    if not os.path.isabs(external):
+        external = os.path.join(cwd, external)
+    if not os.path.exists(external):
+        raise UserError(f"input '{path}': file does not exist")
+    suffix = os.path.splitext(external)[1].lower()
+    base = dict(
+        display=path,
+        nickname=nickname([external], [internal]),
+        dataset_dir=os.path.dirname(external),
+    )
+    try:
+        if suffix in _HDF5_SUFFIXES:
+            return _open_hdf5(external, internal, path, base)
+        if internal is not None:
+            raise UserError(f"input '{path}': an internal path is only allowed for HDF5 files")
+        if suffix == ".npy":
+            return _open_npy(external, base)
+        if suffix in _TIFF_SUFFIXES:
+            return _open_tiff(external, base)
+        if suffix in _PILLOW_SUFFIXES:
+            return _open_pillow(external, base)
+    except UserError:
+        raise
+    except Exception as exc:  # a reader library's own error on a corrupt file
+        raise UserError(f"input '{path}': cannot read it ({type(exc).__name__}: {exc})") from None
+    raise UserError(f"input '{path}': unsupported file type '{suffix}'")
+
+
+def _open_hdf5(external: str, internal: str | None, display: str, base: dict) -> ImageSource:
+    import h5py  # noqa: PLC0415
+
+    try:
+        handle = h5py.File(external, "r")
+    except OSError as exc:
+        raise UserError(f"input '{display}': not a readable HDF5 file ({exc})") from None
+    try:
+        if internal is None:
+            found: list[str] = []
+            handle.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and 2 <= o.ndim <= 5 else None)
+            if len(found) != 1:
+                raise UserError(
+                    f"input '{display}': {'no' if not found else 'several'} image datasets in the file; "
+                    f"append the HDF5 internal path, e.g. {display}/{found[0] if found else 'data'}"
+                )
+            internal = found[0]
+            base["nickname"] = nickname([external], [None])
+        if internal not in handle or not isinstance(handle[internal], h5py.Dataset):
+            raise UserError(f"input '{display}': no dataset '{internal}' in {external}")
+        ds = handle[internal]
+        axes, resolutions = _axes_from_attrs(ds.attrs, ds.shape)
+        units = _json_attr(ds.attrs, "axis_units") or {}
+        drange = tuple(np.asarray(ds.attrs["drange"]).tolist()) if "drange" in ds.attrs else None
+        return ImageSource(
+            axes=axes, shape=tuple(ds.shape), dtype=ds.dtype, read_region=lambda r: ds[r], close=handle.close,
+            resolutions=resolutions, axis_units=units, drange=drange, **base,
+        )
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _json_attr(attrs: Any, name: str) -> Any:
+    if name not in attrs:
+        return None
+    value = attrs[name]
+    if isinstance(value, bytes):
+        value = value.decode()
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _axes_from_attrs(attrs: Any, shape: tuple[int, ...]) -> tuple[str, dict[str, float]]:
+    tags = _json_attr(attrs, "axistags")
+    if tags and len(tags.get("axes", [])) == len(shape):
+        keys = "".join(a["key"] for a in tags["axes"])
+        return keys, {a["key"]: float(a.get("resolution", 0) or 0) for a in tags["axes"]}
+    if "axes" in attrs:  # N5-style, stored reversed
+        keys = "".join(str(k).lower() for k in reversed(list(attrs["axes"])))
+        if len(keys) == len(shape):
+            return keys, {}
+    return default_axes(shape), {}
+
+
+def _open_npy(external: str, base: dict) -> ImageSource:
+    array = np.load(external, mmap_mode="r", allow_pickle=False)
+    return ImageSource(axes=default_axes(array.shape), shape=array.shape, dtype=array.dtype, read_region=lambda r: array[r], **base)
+
+
+_TIFF_AXES = {"T": "t", "Z": "z", "I": "z", "Q": "z", "Y": "y", "X": "x", "C": "c", "S": "c"}
+
+
+def _open_tiff(external: str, base: dict) -> ImageSource:
+    import tifffile  # noqa: PLC0415
+
+    with tifffile.TiffFile(external) as tif:
+        series = tif.series[0]
+        axes = "".join(_TIFF_AXES.get(a, "?") for a in series.axes)
+        array = series.asarray()
+        resolutions, units = _tiff_pixel_sizes(tif)
+    if "?" in axes or len(set(axes)) != len(axes):
+        axes = default_axes(array.shape)
+    return ImageSource(
+        axes=axes, shape=array.shape, dtype=array.dtype, read_region=lambda r: array[r],
+        resolutions=resolutions, axis_units=units, **base,
+    )
+
+
+def _tiff_pixel_sizes(tif: Any) -> tuple[dict[str, float], dict[str, str]]:
+    """Pixel sizes from the TIFF resolution tags and ImageJ units (ilastik keeps them on export)."""
+    page = tif.pages[0]
+    resolutions, units = {}, {}
+    for axis, tag in (("x", "XResolution"), ("y", "YResolution")):
+        if tag in page.tags:
+            num, den = page.tags[tag].value
+            if num:
+                resolutions[axis] = den / num
+    meta = tif.imagej_metadata or {}
+    if "unit" in meta:
+        units = {"x": meta["unit"], "y": meta.get("yunit", meta["unit"])}
+        if "zunit" in meta:
+            units["z"] = meta["zunit"]
+    return resolutions, units
+
+
+def _open_pillow(external: str, base: dict) -> ImageSource:
+    from PIL import Image  # noqa: PLC0415
+
+    with Image.open(external) as image:
+        if image.mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif image.mode in ("1", "LA", "PA"):
+            image = image.convert("L" if image.mode == "1" else "LA")
+        array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return ImageSource(axes="yxc", shape=array.shape, dtype=array.dtype, read_region=lambda r: array[r], **base)
