@@ -15,7 +15,7 @@ import numpy as np
 
 from ..backend import Backend, select_backend
 from ..config import RunConfig
-from ..errors import UserError
+from ..errors import NotImplementedYet, UserError
 from ..export import (
     ExportTransform,
     derive_from_probabilities,
@@ -117,6 +117,9 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     """
     project = read_project(config.project)
     source = resolve_source(config.export.source)
+    output_format = config.export.output_format or project.export.get("output_format") or DEFAULT_FORMAT
+    if output_format not in SUPPORTED_FORMATS:
+        raise NotImplementedYet(f"--output_format {output_format!r}", f"this version writes {', '.join(SUPPORTED_FORMATS)}")
     backend = select_backend(config.device)
     forest = None
     if source not in ("Features", "Labels") or needs_training(project, config.retrain, config.tree_count, config.label_proportion):
@@ -211,10 +214,6 @@ def _export_lane(config, project, backend, forest, source, lane: Lane, plan: Fea
     out_axes = output_axes(opts.output_axis_order or stored.get("output_axis_order"), lane.axes, {a: region[a][1] - region[a][0] for a in "tzyxc"})
     out_shape = tuple(region[a][1] - region[a][0] if a in region else 1 for a in out_axes)
     output_format = opts.output_format or stored.get("output_format") or DEFAULT_FORMAT
-    if output_format not in SUPPORTED_FORMATS:
-        from ..errors import NotImplementedYet  # noqa: PLC0415
-
-        raise NotImplementedYet(f"--output_format {output_format!r}", f"this version writes {', '.join(SUPPORTED_FORMATS)}")
     final_path, internal_path = _output_location(config, project, lane, source, output_format, internal, start, stop)
     attrs = _dataset_attrs(lane, out_axes, transform, source)
     writer = open_writer(output_format, final_path, internal_path, out_shape, transform.dtype, out_axes, attrs, lane.source.resolutions)

@@ -1,0 +1,32 @@
+"""Shared fixtures: the ilastik reference data in ../shared/data/ilastik (never copied here)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA = Path(os.environ.get("GPUHEADLESS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ilastik"))
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    if not (DATA / "projects").is_dir():
+        pytest.skip(f"ilastik reference data not found at {DATA} (set GPUHEADLESS_TEST_DATA)")
+    return DATA
+
+
+@pytest.fixture
+def project_copy(data: Path, tmp_path: Path):
+    """Copy a project next to a symlink ``inputdata -> <data>/inputs`` so its training data resolves."""
+
+    def make(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copyfile(data / "projects" / name, target)
+        link = tmp_path / "inputdata"
+        if not link.exists():
+            link.symlink_to(data / "inputs")
+        return target
+
+    return make

@@ -1,0 +1,155 @@
+"""The command line end to end: default names, bad input, retraining, block independence."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from gpuheadless.cli import main
+
+
+def _run(argv, cwd, capsys):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = main(argv)
+    finally:
+        os.chdir(old)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def _files(path):
+    return sorted(p for p in os.listdir(path))
+
+
+def test_default_output_name_and_location(data, tmp_path, capsys):
+    shutil.copyfile(data / "inputs" / "2d.h5", tmp_path / "2d.h5")
+    code, _ = _run(["--headless", f"--project={data / 'projects' / 'PixelClassification2d.ilp'}", "2d.h5"], tmp_path, capsys)
+    assert code == 0
+    assert _files(tmp_path) == ["2d.h5", "2d_Probabilities.h5"]  # project pattern {dataset_dir}/{nickname}_{result_type}.h5
+    with h5py.File(tmp_path / "2d_Probabilities.h5", "r") as f:
+        assert f["exported_data"].shape == (1024, 1344, 2)
+
+
+def test_console_script_reports_one_line_without_traceback(tmp_path):
+    exe = shutil.which("gpuheadless") or os.path.join(os.path.dirname(sys.executable), "gpuheadless")
+    result = subprocess.run([exe, "--headless", "--project=missing.ilp", "in.h5"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "missing.ilp" in result.stderr and "does not exist" in result.stderr
+
+
+@pytest.fixture
+def no_classifier_project(data, tmp_path):
+    path = tmp_path / "empty.ilp"
+    shutil.copyfile(data / "projects" / "PixelClassification2d.ilp", path)
+    with h5py.File(path, "a") as f:
+        del f["PixelClassification/ClassifierForests"]
+        del f["PixelClassification/LabelSets"]
+    return path
+
+
+BAD_CASES = {
+    "missing project": (lambda d, t: [f"--project={t / 'nope.ilp'}", str(d / "inputs/2d.h5/data")], "does not exist"),
+    "corrupt project": (lambda d, t: [f"--project={t / 'corrupt.ilp'}", str(d / "inputs/2d.h5/data")], "not an ilastik project"),
+    "other workflow": (lambda d, t: [f"--project={d / 'projects/ObjectClassification5t3d2c_wPred.ilp'}", str(d / "inputs/2d.h5/data")],
+                       "Object Classification"),
+    "no classifier, no labels": (lambda d, t: [f"--project={t / 'empty.ilp'}", str(d / "inputs/2d.h5/data")], "no labels"),
+    "wrong channel count": (lambda d, t: [f"--project={d / 'projects/PixelClassification2d.ilp'}", str(d / "inputs/2d3c.h5/data")],
+                            "3 channel"),
+    "wrong dimensionality": (lambda d, t: [f"--project={d / 'projects/PixelClassification2d.ilp'}", str(d / "inputs/3d.h5/data")], "3D"),
+    "unreadable image": (lambda d, t: [f"--project={d / 'projects/PixelClassification2d.ilp'}", str(t / "broken.png")], "broken.png"),
+    "missing internal path": (lambda d, t: [f"--project={d / 'projects/PixelClassification2d.ilp'}", str(d / "inputs/2d.h5/nope")],
+                              "no dataset 'nope'"),
+    "unwritable output folder": (lambda d, t: [f"--project={d / 'projects/PixelClassification2d.ilp'}",
+                                               f"--output_filename_format={t / 'afile' / 'out.h5'}", str(d / "inputs/2d3c.h5/data")],
+                                 "3 channel"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CASES))
+def test_bad_input_one_line_nonzero_no_output(name, data, tmp_path, capsys, no_classifier_project):
+    (tmp_path / "corrupt.ilp").write_bytes(b"\x00garbage")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    make_args, expected = BAD_CASES[name]
+    before = _files(tmp_path)
+    code, err = _run(["--headless", *make_args(data, tmp_path)], tmp_path, capsys)
+    assert code != 0
+    assert expected in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len([line for line in lines if expected in line]) >= 1
+    assert _files(tmp_path) == before  # nothing written, no partial file
+
+
+def test_unwritable_output_folder(data, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification2d3c.ilp'}",
+                      f"--output_filename_format={tmp_path / 'afile' / 'out.h5'}", str(data / "inputs/2d3c.h5/data")], tmp_path, capsys)
+    assert code == 1 and "cannot write there" in err and "afile" in err
+    assert _files(tmp_path) == ["afile"]
+
+
+def test_batch_goes_on_past_a_failed_input(data, tmp_path, capsys):
+    code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification2d3c.ilp'}",
+                      f"--output_filename_format={tmp_path}/{{nickname}}.h5", "missing.h5/data", str(data / "inputs/2d3c.h5/data")],
+                     tmp_path, capsys)
+    assert code == 1 and "1 of 2 input(s) failed" in err
+    assert _files(tmp_path) == ["2d3c-data.h5"]
+
+
+@pytest.mark.parametrize("flag", [["--stack_along=z"], ["--distributed"], ["--output_format=png"]])
+def test_unimplemented_ilastik_options_say_so(flag, data, tmp_path, capsys):
+    code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification2d3c.ilp'}", *flag,
+                      f"--output_filename_format={tmp_path}/o.h5", str(data / "inputs/2d3c.h5/data")], tmp_path, capsys)
+    assert code == 2 and "does not implement yet" in err
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_bad_option_values_are_usage_errors(data, tmp_path, capsys):
+    base = ["--headless", f"--project={data / 'projects/PixelClassification2d3c.ilp'}", str(data / "inputs/2d3c.h5/data")]
+    for extra, expected in [(["--export_source=Nope"], "Invalid option for --export_source"),
+                            (["--export_drange=(0,255)"], "pipeline_result_drange"),
+                            (["--cutout_subregion=[(1,2)"], "--cutout_subregion")]:
+        code, err = _run(base + extra, tmp_path, capsys)
+        assert code == 2 and expected in err
+
+
+def test_results_do_not_depend_on_block_shape(data, tmp_path, monkeypatch):
+    from gpuheadless.config import ExportOptions, RunConfig
+    from gpuheadless.pipeline import blocks
+    from gpuheadless.pipeline.pixel import run_batch
+
+    def run(name, ram_mb):
+        config = RunConfig(project=str(data / "projects/PixelClassification3d.ilp"), inputs=["inputs/3d.h5/data"],
+                           export=ExportOptions(output_format="hdf5", output_filename_format=str(tmp_path / name)),
+                           threads=2, ram_budget_mb=ram_mb, device="cpu", cwd=str(data), progress=False)
+        results, failures = run_batch(config)
+        assert not failures
+        with h5py.File(results[0].output, "r") as f:
+            return f["exported_data"][()], results[0].blocks
+
+    whole, n_whole = run("one.h5", 100000)
+    tiled, n_tiled = run("tiny.h5", 30)  # a tiny budget: many small blocks with halos
+    assert n_whole <= 2 < n_tiled
+    assert np.abs(whole - tiled).max() <= 0.02  # a tree vote or two where a feature sits on a threshold
+    assert (np.abs(whole - tiled) >= 0.015).mean() <= 1e-3
+
+
+def test_retrains_from_project_labels_when_no_forest(project_copy, tmp_path, capsys):
+    project = project_copy("PixelClassification2d3c.ilp")
+    with h5py.File(project, "a") as f:
+        del f["PixelClassification/ClassifierForests"]
+    code, err = _run(["--headless", f"--project={project}", "--seed=1", f"--output_filename_format={tmp_path}/r.h5",
+                      "inputdata/2d3c.h5/data"], tmp_path, capsys)
+    assert code == 0, err
+    assert "a new classifier is trained" in err
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        p = f["exported_data"][()]
+    assert p.shape == (73, 187, 2) and np.allclose(p.sum(-1), 1, atol=1e-6)
