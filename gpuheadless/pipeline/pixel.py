@@ -293,7 +293,8 @@ def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source
     if lane.source.axis_units:
         import json  # noqa: PLC0415
 
-        attrs["axis_units"] = json.dumps(lane.source.axis_units)
+        units = lane.source.axis_units
+        attrs["axis_units"] = json.dumps({a: units[a] for a in out_axes if a in units})
     return attrs
 
 
