@@ -78,7 +78,6 @@ class Forest:
         if int(self.forest_tree_counts.sum()) != self.n_trees:
             raise ValueError("forest tree counts do not add up to the number of trees")
         # Every tree must reach leaves: walk each tree once with an explicit stack.
-        seen = np.zeros(n, dtype=bool)
         for root in self.roots:
             stack = [int(root)]
             steps = 0
@@ -89,7 +88,6 @@ class Forest:
                     raise ValueError("the node table has a cycle")
                 if self.feature[node] >= 0:
                     stack.extend((int(self.left[node]), int(self.right[node])))
-                seen[node] = True
 
 
 def concatenate_trees(
