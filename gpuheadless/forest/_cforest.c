@@ -63,58 +63,88 @@ static PyObject *predict(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "forest tree counts do not add up to the number of roots");
             goto done;
         }
-        float *acc = (float *)malloc(sizeof(float) * 2 * n_classes);
-        if (!acc) {
+        /* Tree-major over small row chunks keeps one tree's nodes in cache while it serves
+         * many rows; each row still adds its trees in stored order, so results are identical. */
+        enum { CHUNK = 256 };
+        /* float32 threshold rounded toward +inf: for float32 x, x < t32 decides exactly as (double)x < t. */
+        typedef struct { int feature, left, right; float threshold; } Node;
+        Node *nodes = (Node *)malloc(sizeof(Node) * (size_t)n_nodes);
+        float *acc = (float *)malloc(sizeof(float) * 2 * CHUNK * n_classes);
+        double *total = (double *)malloc(sizeof(double) * CHUNK);
+        char *has_nan = (char *)malloc(CHUNK);
+        if (!nodes || !acc || !total || !has_nan) {
+            free(nodes); free(acc); free(total); free(has_nan);
             PyErr_NoMemory();
             goto done;
         }
-        float *combined = acc + n_classes;
+        for (Py_ssize_t i = 0; i < n_nodes; ++i) {
+            nodes[i].feature = feature[i];
+            nodes[i].left = left[i];
+            nodes[i].right = right[i];
+            float t32 = (float)threshold[i];
+            if ((double)t32 < threshold[i])
+                t32 = nextafterf(t32, INFINITY);
+            nodes[i].threshold = t32;
+        }
+        float *combined = acc + CHUNK * n_classes;
 
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t row = row_begin; row < row_end; ++row) {
-            const float *xr = x + row * row_stride;
-            float *o = out + (row - row_begin) * n_classes;
-            int has_nan = 0;
-            for (Py_ssize_t j = 0; j < n_features; ++j) {
-                if (isnan(xr[j * col_stride])) {
-                    has_nan = 1;
-                    break;
+        for (Py_ssize_t base = row_begin; base < row_end; base += CHUNK) {
+            Py_ssize_t rows = row_end - base < CHUNK ? row_end - base : CHUNK;
+            for (Py_ssize_t r = 0; r < rows; ++r) {
+                const float *xr = x + (base + r) * row_stride;
+                has_nan[r] = 0;
+                for (Py_ssize_t j = 0; j < n_features; ++j) {
+                    if (isnan(xr[j * col_stride])) {
+                        has_nan[r] = 1;
+                        break;
+                    }
                 }
             }
-            if (has_nan) {
-                memset(o, 0, sizeof(float) * n_classes);
-                continue;
-            }
-            memset(combined, 0, sizeof(float) * n_classes);
+            memset(combined, 0, sizeof(float) * CHUNK * n_classes);
             int tree = 0;
             for (Py_ssize_t f = 0; f < n_forests; ++f) {
-                memset(acc, 0, sizeof(float) * n_classes);
-                double total = 0.0;
+                memset(acc, 0, sizeof(float) * CHUNK * n_classes);
+                memset(total, 0, sizeof(double) * CHUNK);
                 for (int k = 0; k < counts[f]; ++k, ++tree) {
-                    int node = roots[tree];
-                    while (feature[node] >= 0) {
-                        node = ((double)xr[feature[node] * col_stride] < threshold[node]) ? left[node] : right[node];
-                    }
-                    const double *v = values + (Py_ssize_t)node * n_classes;
-                    for (Py_ssize_t c = 0; c < n_classes; ++c) {
-                        acc[c] += (float)v[c];
-                        total += v[c];
+                    const int root = roots[tree];
+                    for (Py_ssize_t r = 0; r < rows; ++r) {
+                        const float *xr = x + (base + r) * row_stride;
+                        int node = root;
+                        while (nodes[node].feature >= 0) {
+                            const Node *nd = &nodes[node];
+                            node = (xr[nd->feature * col_stride] < nd->threshold) ? nd->left : nd->right;
+                        }
+                        const double *v = values + (Py_ssize_t)node * n_classes;
+                        float *a = acc + r * n_classes;
+                        for (Py_ssize_t c = 0; c < n_classes; ++c) {
+                            a[c] += (float)v[c];
+                            total[r] += v[c];
+                        }
                     }
                 }
-                float ftotal = (float)total;
-                float fcount = (float)counts[f];
-                for (Py_ssize_t c = 0; c < n_classes; ++c) {
-                    float p = ftotal != 0.0f ? acc[c] / ftotal : 0.0f;
-                    combined[c] += p * fcount;
+                const float fcount = (float)counts[f];
+                for (Py_ssize_t r = 0; r < rows; ++r) {
+                    const float ftotal = (float)total[r];
+                    for (Py_ssize_t c = 0; c < n_classes; ++c) {
+                        float p = ftotal != 0.0f ? acc[r * n_classes + c] / ftotal : 0.0f;
+                        combined[r * n_classes + c] += p * fcount;
+                    }
                 }
             }
-            float ftrees = (float)total_trees;
-            for (Py_ssize_t c = 0; c < n_classes; ++c)
-                o[c] = combined[c] / ftrees;
+            const float ftrees = (float)total_trees;
+            for (Py_ssize_t r = 0; r < rows; ++r) {
+                float *o = out + (base + r - row_begin) * n_classes;
+                for (Py_ssize_t c = 0; c < n_classes; ++c)
+                    o[c] = has_nan[r] ? 0.0f : combined[r * n_classes + c] / ftrees;
+            }
         }
         Py_END_ALLOW_THREADS
 
+        free(nodes);
         free(acc);
+        free(total);
+        free(has_nan);
         Py_INCREF(Py_None);
         result = Py_None;
     }
