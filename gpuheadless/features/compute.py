@@ -36,8 +36,11 @@ class _Derivatives:
     filtered axis the pass output is cropped to it right away.
     """
 
-    def __init__(self, bk: Backend, array: Any, axes: Sequence[int], sigma: float, target: Slices) -> None:
+    def __init__(
+        self, bk: Backend, array: Any, axes: Sequence[int], sigma: float, target: Slices, window: float = FEATURE_WINDOW
+    ) -> None:
         self._bk = bk
+        self._window = window
         self._axes = tuple(axes)
         self._sigma = sigma
         self._target = target
@@ -50,7 +53,7 @@ class _Derivatives:
             parent = self._cache[key]
             key = key + (orders.get(axis, 0),)
             if key not in self._cache:
-                taps = gaussian_taps(self._sigma, key[-1], FEATURE_WINDOW)
+                taps = gaussian_taps(self._sigma, key[-1], self._window)
                 filtered = self._bk.correlate1d(parent, taps, axis)
                 crop = [slice(None)] * filtered.ndim
                 crop[axis] = self._target[axis]
@@ -59,14 +62,7 @@ class _Derivatives:
 
 
 def _presmooth(bk: Backend, array: Any, step: ScaleStep, axes: Sequence[int], target: Slices) -> Any:
-    sigma = step.presmooth_sigma
-    out = array
-    for axis in reversed(axes):
-        filtered = bk.correlate1d(out, gaussian_taps(sigma, 0, PRESMOOTH_WINDOW), axis)
-        crop = [slice(None)] * filtered.ndim
-        crop[axis] = target[axis]
-        out = filtered[tuple(crop)]
-    return out
+    return _Derivatives(bk, array, axes, step.presmooth_sigma, target, PRESMOOTH_WINDOW).get({})
 
 
 def _pairs(axes: Sequence[int]) -> list[tuple[int, int]]:

@@ -67,8 +67,8 @@ def predict_cpu(forest: Forest, x: np.ndarray, threads: int = 1) -> np.ndarray:
     Parameters
     ----------
     forest : Forest
-    x : float32 array, (n_rows, n_features) or (n_features, n_rows) with ``feature_major=True``
-        layout chosen by strides; any 2-D float32 array whose first axis is rows works.
+    x : (n_rows, n_features) float32 array
+        Any strides (row-major, or a transposed feature-major array).
     threads : int
 
     Returns

@@ -33,9 +33,9 @@ from ..io.naming import format_known, replace_extension, roi_values
 from ..io.readers import open_image
 from ..io.writers import SUPPORTED_FORMATS, axistags_json, open_writer
 from ..project.ilp import Project, read_project
-from .blocks import Block, choose_block_shape, count_blocks, iter_blocks
+from .blocks import Block, choose_block_shape, iter_blocks
 from .lane import Lane, check_against_training, lane_axes
-from .training import needs_training, resolve_classifier
+from .training import resolve_classifier
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +121,12 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     if output_format not in SUPPORTED_FORMATS:
         raise NotImplementedYet(f"--output_format {output_format!r}", f"this version writes {', '.join(SUPPORTED_FORMATS)}")
     backend = select_backend(config.device)
+    # Features and Labels never use the classifier; train one for them only when asked to.
     forest = None
-    if source not in ("Features", "Labels") or needs_training(project, config.retrain, config.tree_count, config.label_proportion):
-        if source in ("Features", "Labels") and project.forest is None and not config.retrain:
-            forest = None
-        else:
-            forest = resolve_classifier(
-                backend, project, config.retrain, config.tree_count, config.label_proportion, max(config.threads, 1), config.seed
-            )
+    if source not in ("Features", "Labels") or config.retrain:
+        forest = resolve_classifier(
+            backend, project, config.retrain, config.tree_count, config.label_proportion, max(config.threads, 1), config.seed
+        )
     if len(config.prediction_masks) > len(config.inputs):
         raise UserError("--prediction_mask: more masks than raw inputs")
     results, failures = [], []
@@ -374,4 +372,4 @@ class _progress:
             self._bar.__exit__(*exc)
 
 
-__all__ = ["BlockTask", "LaneResult", "compute_block", "count_blocks", "process_lane", "run_batch"]
+__all__ = ["BlockTask", "LaneResult", "compute_block", "process_lane", "run_batch"]
