@@ -45,6 +45,24 @@ def test_compiled_kernel_equals_reference_at_and_next_to_every_threshold(stored_
     np.testing.assert_array_equal(predict_cpu(stored_forest, np.asfortranarray(x)), expected)  # any strides
 
 
+@pytest.mark.parametrize("defect", ["cycle", "column beyond n_features", "child out of range"])
+def test_compiled_kernel_refuses_a_malformed_node_table(defect):
+    from gpuheadless.forest.model import Forest
+
+    feature = np.array([0, -1, -1], np.int32)
+    left, right = np.array([1, -1, -1], np.int32), np.array([2, -1, -1], np.int32)
+    if defect == "cycle":
+        left[0] = 0
+    elif defect == "column beyond n_features":
+        feature[0] = 5
+    else:
+        right[0] = 7
+    forest = Forest(feature, np.zeros(3), left, right, np.eye(3, 2), np.array([0], np.int32),
+                    np.array([1], np.int32), np.array([1, 2], np.uint32), n_features=2)
+    with pytest.raises(ValueError, match="malformed forest"):
+        predict_cpu(forest, np.zeros((4, 2), np.float32))
+
+
 def test_reference_uses_strict_less_than(stored_forest):
     node = int(stored_forest.roots[0])
     column, t = int(stored_forest.feature[node]), stored_forest.threshold[node]

@@ -8,7 +8,7 @@ this form exactly: scikit-learn's ``x <= t`` becomes ``x < t'`` with ``t'`` the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,6 +39,8 @@ class Forest:
         Label value of every class column.
     n_features : int
         Number of feature columns the forest expects.
+    scratch : dict
+        Derived layouts the prediction kernels build once and keep (not part of the model).
     """
 
     feature: np.ndarray
@@ -50,6 +52,7 @@ class Forest:
     forest_tree_counts: np.ndarray
     labels: np.ndarray
     n_features: int
+    scratch: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_classes(self) -> int:
