@@ -27,8 +27,12 @@ def test_matches_ilastik_within_tolerance(case, data, tmp_path):
     elif ref.dtype.kind in "iu":
         assert (diff != 0).mean() <= 1e-3
     elif case.source == "Uncertainty":
-        # 1 - |p1 - p2| doubles a probability difference (see test below for the exact relation).
+        # 1 - |p1 - p2| doubles a probability difference (see the test below for the exact
+        # relation). Known deviation from ilastik's tolerance: in the 2D case one pixel of 1.38 M
+        # is off by 0.20 because a DoG value sits 1.2e-7 from a threshold shared by 17 trees; its
+        # probability is within tolerance (0.10). No other value may reach 0.15.
         assert (diff >= 0.015).mean() <= 1e-3
+        assert (diff >= 0.15).sum() <= 1
         assert diff.max() < 2 * 0.15
     else:
         assert (diff >= 0.015).mean() <= 1e-3
