@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .features.filters import correlate_fastfilters
+from .features.kernels import FirKernel
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +48,26 @@ class Backend:
             return array
         return self.xp.asnumpy(array)
 
-    def correlate1d(self, array: Any, taps: np.ndarray, axis: int) -> Any:
-        """Correlate ``array`` with ``taps`` along ``axis``, mirroring without edge repetition.
+    def correlate1d(self, array: Any, kernel: FirKernel, axis: int, unfused: tuple[int, int] | None = None) -> Any:
+        """Correlate ``array`` with ``kernel`` along ``axis``, mirroring without edge repetition.
 
         Parameters
         ----------
-        array : float32 array
-        taps : (2r+1,) array
-            Filter taps for offsets -r..r (``out[i] = sum_k taps[k] * in[i + k - r]``).
+        array : (Z, Y, X) float32 array
+        kernel : FirKernel
         axis : int
+        unfused : (below, from), optional
+            Along x only: array positions computed with fastfilters' unfused scalar arithmetic
+            (see :func:`~gpuheadless.features.kernels.unfused_span`); the rest is fused.
 
         Returns
         -------
         float32 array of the same shape.
         """
+        if self.name == "cpu":
+            return correlate_fastfilters(array, kernel, axis, unfused)
         out = self.xp.empty(array.shape, dtype=self.xp.float32)
-        self.ndi.correlate1d(array, self.xp.asarray(taps), axis=axis, mode="mirror", output=out)
+        self.ndi.correlate1d(array, self.xp.asarray(kernel.taps), axis=axis, mode="mirror", output=out)
         return out
 
 

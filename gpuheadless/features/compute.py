@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from ..backend import Backend
 from .eigen import eigenvalues_2x2, eigenvalues_3x3
-from .kernels import FEATURE_WINDOW, PRESMOOTH_WINDOW, gaussian_taps, kernel_radius
+from .kernels import FEATURE_WINDOW, PRESMOOTH_WINDOW, gaussian_kernel, kernel_radius, unfused_span
 from .plan import DOG_RATIO, STRUCTURE_TENSOR_GRADIENT_RATIO, FeaturePlan, ScaleStep
 
 Slices = tuple[slice, slice, slice]
@@ -33,17 +33,27 @@ class _Derivatives:
     """Gaussian derivatives of one array at one sigma, sharing partial separable passes.
 
     ``target`` (slices into ``array``) is the region the results are needed on; along each
-    filtered axis the pass output is cropped to it right away.
+    filtered axis the pass output is cropped to it right away. ``line`` is where ``array``
+    starts along x in the image and the image's width: fastfilters' arithmetic along x depends
+    on the position in the line.
     """
 
     def __init__(
-        self, bk: Backend, array: Any, axes: Sequence[int], sigma: float, target: Slices, window: float = FEATURE_WINDOW
+        self,
+        bk: Backend,
+        array: Any,
+        axes: Sequence[int],
+        sigma: float,
+        target: Slices,
+        line: tuple[int, int],
+        window: float = FEATURE_WINDOW,
     ) -> None:
         self._bk = bk
         self._window = window
         self._axes = tuple(axes)
         self._sigma = sigma
         self._target = target
+        self._line = line
         self._cache: dict[tuple[int, ...], Any] = {(): array}
 
     def get(self, orders: dict[int, int]) -> Any:
@@ -53,16 +63,19 @@ class _Derivatives:
             parent = self._cache[key]
             key = key + (orders.get(axis, 0),)
             if key not in self._cache:
-                taps = gaussian_taps(self._sigma, key[-1], self._window)
-                filtered = self._bk.correlate1d(parent, taps, axis)
+                kernel = gaussian_kernel(self._sigma, key[-1], self._window)
+                unfused = None
+                if axis == 2:  # the first pass, on the uncropped array
+                    unfused = unfused_span(kernel.radius, self._line[0], parent.shape[2], self._line[1])
+                filtered = self._bk.correlate1d(parent, kernel, axis, unfused)
                 crop = [slice(None)] * filtered.ndim
                 crop[axis] = self._target[axis]
                 self._cache[key] = filtered[tuple(crop)]
         return self._cache[key]
 
 
-def _presmooth(bk: Backend, array: Any, step: ScaleStep, axes: Sequence[int], target: Slices) -> Any:
-    return _Derivatives(bk, array, axes, step.presmooth_sigma, target, PRESMOOTH_WINDOW).get({})
+def _presmooth(bk: Backend, array: Any, step: ScaleStep, axes: Sequence[int], target: Slices, line: tuple[int, int]) -> Any:
+    return _Derivatives(bk, array, axes, step.presmooth_sigma, target, line, PRESMOOTH_WINDOW).get({})
 
 
 def _pairs(axes: Sequence[int]) -> list[tuple[int, int]]:
@@ -82,19 +95,21 @@ def _eigenvalues(bk: Backend, axes: Sequence[int], entries: dict[tuple[int, int]
     )
 
 
-def _step_features(bk: Backend, presmoothed: Any, step: ScaleStep, axes: Sequence[int], target: Slices) -> dict[str, list[Any]]:
+def _step_features(
+    bk: Backend, presmoothed: Any, step: ScaleStep, axes: Sequence[int], target: Slices, line: tuple[int, int]
+) -> dict[str, list[Any]]:
     """All selected features of one scale on ``presmoothed``, cropped to ``target``."""
     xp = bk.xp
     t = step.feature_sigma
     wanted = set(step.features)
-    d = _Derivatives(bk, presmoothed, axes, t, target)
+    d = _Derivatives(bk, presmoothed, axes, t, target, line)
     out: dict[str, list[Any]] = {}
     if wanted & {"GaussianSmoothing", "DifferenceOfGaussians"}:
         smooth = d.get({})
         if "GaussianSmoothing" in wanted:
             out["GaussianSmoothing"] = [smooth]
         if "DifferenceOfGaussians" in wanted:
-            narrow = _Derivatives(bk, presmoothed, axes, DOG_RATIO * t, target).get({})
+            narrow = _Derivatives(bk, presmoothed, axes, DOG_RATIO * t, target, line).get({})
             out["DifferenceOfGaussians"] = [smooth - narrow]
     if "LaplacianOfGaussian" in wanted:
         total = None
@@ -112,24 +127,29 @@ def _step_features(bk: Backend, presmoothed: Any, step: ScaleStep, axes: Sequenc
         hessian = {(a, b): d.get({a: 2}) if a == b else d.get({a: 1, b: 1}) for a, b in _pairs(axes)}
         out["HessianOfGaussianEigenvalues"] = _eigenvalues(bk, axes, hessian)
     if "StructureTensorEigenvalues" in wanted:
-        out["StructureTensorEigenvalues"] = _structure_tensor(bk, presmoothed, t, axes, target)
+        out["StructureTensorEigenvalues"] = _structure_tensor(bk, presmoothed, t, axes, target, line)
     return out
 
 
-def _structure_tensor(bk: Backend, presmoothed: Any, t: float, axes: Sequence[int], target: Slices) -> list[Any]:
+def _structure_tensor(
+    bk: Backend, presmoothed: Any, t: float, axes: Sequence[int], target: Slices, line: tuple[int, int]
+) -> list[Any]:
     """Gradients at ``0.5 t``, products smoothed at ``t`` (fastfilters' argument order, spec §5.3)."""
     outer = kernel_radius(t, FEATURE_WINDOW)
     grad_target = _expand(target, outer, axes, presmoothed.shape)
-    grads = _Derivatives(bk, presmoothed, axes, STRUCTURE_TENSOR_GRADIENT_RATIO * t, grad_target)
+    grads = _Derivatives(bk, presmoothed, axes, STRUCTURE_TENSOR_GRADIENT_RATIO * t, grad_target, line)
     g = {a: grads.get({a: 1}) for a in axes}
     inner = _relative(target, grad_target)
+    product_line = (line[0] + grad_target[2].start, line[1])
     tensor = {}
     for a, b in _pairs(axes):
-        tensor[(a, b)] = _Derivatives(bk, g[a] * g[b], axes, t, inner).get({})
+        tensor[(a, b)] = _Derivatives(bk, g[a] * g[b], axes, t, inner, product_line).get({})
     return _eigenvalues(bk, axes, tensor)
 
 
-def compute_features(bk: Backend, image: Any, plan: FeaturePlan, interior: Slices) -> Any:
+def compute_features(
+    bk: Backend, image: Any, plan: FeaturePlan, interior: Slices, x_origin: int = 0, width: int | None = None
+) -> Any:
     """Feature matrix of one time point on the ``interior`` of ``image``.
 
     Parameters
@@ -142,6 +162,12 @@ def compute_features(bk: Backend, image: Any, plan: FeaturePlan, interior: Slice
     interior : tuple of 3 slices
         The block's output region inside ``image`` (z, y, x). Every filtered side needs
         ``step.halo`` pixels of context or must lie on the image border.
+    x_origin : int
+        Where ``image`` starts along x in the whole image.
+    width : int, optional
+        The whole image's width (default: ``image``'s). With ``x_origin`` it places every pixel
+        in its line, which fastfilters' rounding depends on; results then do not depend on how
+        the image is cut into blocks.
 
     Returns
     -------
@@ -151,14 +177,17 @@ def compute_features(bk: Backend, image: Any, plan: FeaturePlan, interior: Slice
     shape = tuple(s.stop - s.start for s in interior)
     out = xp.empty((plan.n_features,) + shape, dtype=xp.float32)
     spatial = image.shape[:3]
+    width = spatial[2] if width is None else width
     for step in plan.steps:
         axes = (1, 2) if step.in_2d else (0, 1, 2)
         region = _expand(interior, step.halo, axes, spatial)
         pre_target = _expand(interior, step.feature_radius, axes, spatial)
         blocks = [b for b in plan.blocks if b.step.column == step.column]
         for c in range(plan.n_input_channels):
-            presmoothed = _presmooth(bk, image[region + (c,)], step, axes, _relative(pre_target, region))
-            features = _step_features(bk, presmoothed, step, axes, _relative(interior, pre_target))
+            image_line = (x_origin + region[2].start, width)
+            presmoothed = _presmooth(bk, image[region + (c,)], step, axes, _relative(pre_target, region), image_line)
+            presmoothed_line = (x_origin + pre_target[2].start, width)
+            features = _step_features(bk, presmoothed, step, axes, _relative(interior, pre_target), presmoothed_line)
             for block in blocks:
                 for k, values in enumerate(features[block.feature]):
                     out[block.offset + c * block.per_input_channel + k] = values

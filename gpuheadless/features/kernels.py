@@ -1,12 +1,15 @@
-"""1-D filter taps with fastfilters' rules (spec §5.4).
+"""1-D filter kernels with fastfilters' rules and rounding (spec §5.4).
 
-Radius ``floor(window * sigma + 0.5)``; order 0 normalised to sum 1, order 1 so that a unit ramp
-gives exactly 1, order 2 DC-corrected so that ``x**2 / 2`` gives exactly 1. Taps are for
-correlation (``out[i] = sum_k taps[k] * in[i + k - r]``).
+Radius ``floor(window * sigma + 0.5)``. The half kernel ``c[0..r]`` is built in float64 and stored
+in float32 after every step, exactly as fastfilters does, because its float32 values decide
+ilastik's features bit for bit: order 0 is normalised to sum 1, order 1 so that a unit ramp gives
+exactly 1, order 2 has its mean over the ``2r+1`` taps removed and is scaled so that ``x**2 / 2``
+gives exactly 1. Order 1 is antisymmetric: ``out[i] = sum_k c[k] * (in[i+k] - in[i-k])``.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -22,37 +25,106 @@ def kernel_radius(sigma: float, window: float) -> int:
     return int(math.floor(window * sigma + 0.5))
 
 
-@lru_cache(maxsize=None)
-def gaussian_taps(sigma: float, order: int, window: float) -> np.ndarray:
-    """Taps of the Gaussian derivative of ``order`` (0, 1 or 2) at ``sigma``.
+@dataclass(frozen=True, eq=False)
+class FirKernel:
+    """A symmetric or antisymmetric 1-D kernel given by its half ``c[0..r]``.
 
-    Returns
-    -------
-    (2r+1,) float32 array, read-only.
+    Attributes
+    ----------
+    half : (r+1,) float32 array, read-only
+    antisymmetric : bool
+        True for the first derivative (``c[-k] = -c[k]``).
+    """
+
+    half: np.ndarray
+    antisymmetric: bool
+
+    @property
+    def radius(self) -> int:
+        return int(self.half.shape[0]) - 1
+
+    @property
+    def taps(self) -> np.ndarray:
+        """Full correlation taps for offsets ``-r..r`` (``out[i] = sum_k taps[k] * in[i + k - r]``)."""
+        mirrored = -self.half[:0:-1] if self.antisymmetric else self.half[:0:-1]
+        return np.concatenate([mirrored, self.half]).astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def gaussian_kernel(sigma: float, order: int, window: float) -> FirKernel:
+    """The Gaussian derivative kernel of ``order`` (0, 1 or 2) at ``sigma``.
 
     Raises
     ------
     ValueError
-        For a derivative kernel of radius 0 (fastfilters cannot compute it either).
+        For an unsupported order, or a derivative kernel of radius 0 (fastfilters cannot
+        compute it either).
     """
+    if order not in (0, 1, 2):
+        raise ValueError(f"unsupported derivative order {order}")
     r = kernel_radius(sigma, window)
     if r == 0:
         if order != 0:
             raise ValueError(f"a derivative of order {order} at sigma {sigma} has no support (radius 0)")
-        taps = np.ones(1)
+        return _frozen(np.ones(1, dtype=np.float32), False)
+    exponent = -0.5 / sigma / sigma
+    if order == 0:
+        norm = 1.0 / (math.sqrt(2.0 * math.pi) * sigma)
     else:
-        x = np.arange(-r, r + 1, dtype=np.float64)
-        g = np.exp(-(x * x) / (2.0 * sigma * sigma))
-        if order == 0:
-            taps = g / g.sum()
-        elif order == 1:
-            taps = x * g / np.sum(x * x * g)
-        elif order == 2:
-            h = (x * x / (sigma * sigma) - 1.0) * g
-            h -= h.mean()
-            taps = h / np.sum(0.5 * x * x * h)
-        else:
-            raise ValueError(f"unsupported derivative order {order}")
-    out = taps.astype(np.float32)
-    out.setflags(write=False)
-    return out
+        norm = -1.0 / (math.sqrt(2.0 * math.pi) * math.pow(sigma, 3))
+    c = np.empty(r + 1, dtype=np.float32)
+    for x in range(r + 1):
+        g = norm * math.exp(float(x * x) * exponent)
+        c[x] = g if order == 0 else x * g if order == 1 else (1.0 - (x / sigma) * (x / sigma)) * g
+    if order == 2:
+        dc = _sum_of_full_kernel(c) / (2.0 * r + 1.0)
+        c[:] = [float(v) - dc for v in c]
+    if order == 0:
+        total = _sum_of_full_kernel(c)
+    else:  # the moment of order `order` of the full kernel, divided by order!
+        sign = 1.0 if order == 2 else -1.0
+        total = 0.0
+        for x in range(1, r + 1):
+            total += float(c[x]) * math.pow(-float(x), order) / math.factorial(order)
+            total += sign * float(c[x]) * math.pow(float(x), order) / math.factorial(order)
+    c[:] = [float(v) / total for v in c]
+    if order == 1:
+        c = -c
+    return _frozen(c, order == 1)
+
+
+def _sum_of_full_kernel(half: np.ndarray) -> float:
+    """``c[0] + 2 c[1] + 2 c[2] + ...`` accumulated left to right in float64, as fastfilters does."""
+    total = float(half[0])
+    for v in half[1:]:
+        total += 2.0 * float(v)
+    return total
+
+
+def _frozen(half: np.ndarray, antisymmetric: bool) -> FirKernel:
+    half.setflags(write=False)
+    return FirKernel(half, antisymmetric)
+
+
+def unfused_span(radius: int, x_start: int, n: int, width: int) -> tuple[int, int]:
+    """Which pixels fastfilters filters along x with unfused scalar arithmetic.
+
+    fastfilters vectorises a line of ``width`` pixels from ``ceil8(r)`` to ``(width - r) & ~31``
+    (when that range holds more than one 32-pixel group) and computes the rest with scalar code.
+    The filtered array covers ``[x_start, x_start + n)`` of the line.
+
+    Returns
+    -------
+    (plain_below, plain_from) : array positions; pixels below the first or from the second on
+    are unfused.
+    """
+    x_align = (radius + 7) & ~7
+    vector_end = max(width - radius, 0) & ~31
+    if vector_end <= ((x_align + 31) & ~31):
+        return n, n
+    return x_align - x_start, vector_end - x_start
+
+
+def gaussian_taps(sigma: float, order: int, window: float) -> np.ndarray:
+    """Full correlation taps of :func:`gaussian_kernel` (``2r+1`` float32 values)."""
+    return gaussian_kernel(sigma, order, window).taps

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..buffers import strided_float32_span
 from .model import Forest
 
 # The GPU forest kernel is delivered by the GPU backend; until then the pipeline stays on the CPU.
@@ -85,7 +86,7 @@ def predict_cpu(forest: Forest, x: np.ndarray, threads: int = 1) -> np.ndarray:
     out = np.empty((n_rows, forest.n_classes), dtype=np.float32)
     if n_rows == 0:
         return out
-    base = _base_buffer(x)
+    base = strided_float32_span(x)
     row_stride, col_stride = (s // 4 for s in x.strides)
     nodes, leaf_values, roots = _packed(forest)
     counts = np.ascontiguousarray(forest.forest_tree_counts, dtype=np.int32)
@@ -104,16 +105,6 @@ def predict_cpu(forest: Forest, x: np.ndarray, threads: int = 1) -> np.ndarray:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda c: run(*c), chunks))
     return out
-
-
-def _base_buffer(x: np.ndarray) -> memoryview:
-    """A flat float32 buffer starting at ``x[0, 0]`` that the strides index into."""
-    if x.strides[0] < 0 or x.strides[1] < 0 or x.strides[0] % 4 or x.strides[1] % 4:
-        raise ValueError("feature matrix must have positive float32 strides")
-    span = (x.shape[0] - 1) * x.strides[0] + (x.shape[1] - 1) * x.strides[1] + 4
-    start = x.__array_interface__["data"][0]
-    flat = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_float * (span // 4)).from_address(start))
-    return memoryview(flat)
 
 
 _NODE_BYTES = 16

@@ -85,7 +85,7 @@ def compute_block(task: BlockTask, block: Block) -> np.ndarray:
     )
     image = bk.asarray(lane.read(block.t, region))
     interior = tuple(slice(a - r.start, b - r.start) for a, b, r in zip(block.start, block.stop, region))
-    features = compute_features(bk, image, plan, interior)
+    features = compute_features(bk, image, plan, interior, region[2].start, lane.shape[3])
     if task.source == "Features":
         return bk.to_host(bk.xp.moveaxis(features, 0, -1)[..., task.channels])
     rows = features.reshape(plan.n_features, -1).T

@@ -131,7 +131,7 @@ def _block_samples(bk: Backend, lane: Lane, plan, slices: tuple[slice, ...], val
         region = tuple(slice(max(0, s.start - h), min(n, s.stop + h)) for s, h, n in zip(zyx, hal, lane.shape[1:4]))
         image = bk.asarray(lane.read(t, region))
         interior = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(zyx, region))
-        features = bk.to_host(compute_features(bk, image, plan, interior))
+        features = bk.to_host(compute_features(bk, image, plan, interior, region[2].start, lane.shape[3]))
         mask = block_labels != 0
         xs.append(features[:, mask].T)
         ys.append(block_labels[mask].astype(np.uint32))
