@@ -101,3 +101,43 @@ def test_blocks_with_halo_equal_the_whole_image_bit_for_bit(box):
     interior = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(box, region))
     block = compute_features(cpu_backend(), volume[region], plan, interior, region[2].start, volume.shape[2])
     np.testing.assert_array_equal(block, whole[(slice(None),) + box])
+
+
+def _reference_correlate(a, kernel, axis, unfused=(0, None)):
+    """Plain NumPy statement of the filter's arithmetic (fused steps emulated in float64)."""
+    r, n = kernel.radius, a.shape[axis]
+    padded = np.take(a, [abs(i) if i < n else 2 * n - 2 - i for i in range(-r, n + r)], axis=axis)
+    acc = a * kernel.half[0]
+    positions = np.arange(n).reshape([-1 if d == axis else 1 for d in range(3)])
+    plain = (positions < unfused[0]) | (positions >= (n if unfused[1] is None else unfused[1]))
+    for k in range(1, r + 1):
+        plus = np.take(padded, np.arange(r + k, r + k + n), axis=axis)
+        minus = np.take(padded, np.arange(r - k, r - k + n), axis=axis)
+        pair = plus - minus if kernel.antisymmetric else plus + minus
+        fused = (pair.astype(np.float64) * np.float64(kernel.half[k]) + acc).astype(np.float32)
+        acc = np.where(plain, acc + pair * kernel.half[k], fused)
+    return acc
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_compiled_filter_follows_fastfilters_arithmetic(order, axis):
+    from gpuheadless.features.filters import correlate_fastfilters
+
+    rng = np.random.default_rng(order * 3 + axis)
+    volume = (rng.random((9, 40, 70)) * 255).astype(np.float32)[:, 2:, 1:]  # strided view
+    kernel = gaussian_kernel(2.3, order, 2.0)
+    unfused = (8, 40) if axis == 2 else None
+    ours = correlate_fastfilters(volume, kernel, axis, unfused)
+    expected = _reference_correlate(volume, kernel, axis, unfused if unfused else (0, None))
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_compiled_filter_mirrors_lines_shorter_than_the_kernel():
+    from gpuheadless.features.filters import correlate_fastfilters
+
+    line = np.arange(5, dtype=np.float32).reshape(1, 1, 5)
+    smoothed = correlate_fastfilters(line, gaussian_kernel(5.0, 0, 3.5), 2)  # radius 18 > 5 pixels
+    assert np.all(np.isfinite(smoothed)) and np.allclose(smoothed, 2, atol=0.5)
+    single = correlate_fastfilters(np.ones((1, 1, 1), np.float32), gaussian_kernel(2.0, 0, 2.0), 2)
+    assert np.allclose(single, 1.0, atol=1e-6)  # one pixel mirrors onto itself
