@@ -119,16 +119,22 @@ def _reference_correlate(a, kernel, axis, unfused=(0, None)):
     return acc
 
 
+@pytest.mark.parametrize("path", ["portable", "cpu default"])
 @pytest.mark.parametrize("order", [0, 1, 2])
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_compiled_filter_follows_fastfilters_arithmetic(order, axis):
+def test_compiled_filter_follows_fastfilters_arithmetic(order, axis, path):
+    from gpuheadless.features import _cfilters
     from gpuheadless.features.filters import correlate_fastfilters
 
     rng = np.random.default_rng(order * 3 + axis)
     volume = (rng.random((9, 40, 70)) * 255).astype(np.float32)[:, 2:, 1:]  # strided view
     kernel = gaussian_kernel(2.3, order, 2.0)
     unfused = (8, 40) if axis == 2 else None
-    ours = correlate_fastfilters(volume, kernel, axis, unfused)
+    _cfilters.force_path(0 if path == "portable" else -1)
+    try:
+        ours = correlate_fastfilters(volume, kernel, axis, unfused)
+    finally:
+        _cfilters.force_path(-1)
     expected = _reference_correlate(volume, kernel, axis, unfused if unfused else (0, None))
     np.testing.assert_array_equal(ours, expected)
 

@@ -118,10 +118,14 @@ DEFINE_CORRELATE(correlate_fma, __attribute__((target("avx2,fma"))), __builtin_f
 #define HAVE_FMA_CLONE 0
 #endif
 
+static int forced = -1; /* -1: decide by the CPU; 0/1: forced by force_path() (tests) */
+
 static int use_fma_clone(void)
 {
 #if HAVE_FMA_CLONE
     static int cached = -1;
+    if (forced >= 0)
+        return forced;
     if (cached < 0) {
         __builtin_cpu_init();
         cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -179,12 +183,23 @@ done:
 
 static PyObject *has_fma(PyObject *self, PyObject *noargs) { return PyBool_FromLong(use_fma_clone()); }
 
+static PyObject *force_path(PyObject *self, PyObject *args)
+{
+    int path;
+    if (!PyArg_ParseTuple(args, "i", &path))
+        return NULL;
+    forced = path < 0 ? -1 : (path > 0 && HAVE_FMA_CLONE);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
      "correlate(in, out, half_taps, s0, s1, n0, n1, n2, axis, antisymmetric, plain_below, plain_from)\n\n"
      "fastfilters-exact correlation of a (n0, n1, n2) float32 volume (element strides s0, s1, 1) along "
      "axis into the C-contiguous out. half_taps are c[0..r]."},
     {"has_fma", has_fma, METH_NOARGS, "Whether the AVX2+FMA copy of the loops is in use."},
+    {"force_path", force_path, METH_VARARGS,
+     "force_path(p): 0 = the portable loops, 1 = the AVX2+FMA loops (if compiled), -1 = decide by the CPU."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cfilters", "fastfilters-exact FIR correlation", -1,
