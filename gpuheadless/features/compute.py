@@ -113,13 +113,13 @@ def _step_features(
             out["DifferenceOfGaussians"] = [smooth - narrow]
     if "LaplacianOfGaussian" in wanted:
         total = None
-        for a in axes:
+        for a in reversed(axes):  # x + y + z, fastfilters' order
             term = d.get({a: 2})
             total = term if total is None else total + term
         out["LaplacianOfGaussian"] = [total]
     if "GaussianGradientMagnitude" in wanted:
         total = None
-        for a in axes:
+        for a in reversed(axes):
             g = d.get({a: 1})
             total = g * g if total is None else total + g * g
         out["GaussianGradientMagnitude"] = [xp.sqrt(total)]
