@@ -14,15 +14,11 @@ from . import __version__
 from .config import ExportOptions, RunConfig, ram_budget_from_env, threads_from_env
 from .errors import NotImplementedYet, UsageError, UserError
 from .export import EXPORT_DTYPES, parse_cutout, parse_pair
+from .io.formats import all_format_names
 
 log = logging.getLogger("gpuheadless")
 
-ILASTIK_OUTPUT_FORMATS = (
-    [f"{e}" for e in ("bmp", "gif", "hdr", "jpeg", "jpg", "pbm", "pgm", "png", "pnm", "ppm", "ras", "tif", "tiff")]
-    + [f"{e} sequence" for e in ("bmp", "gif", "hdr", "jpeg", "jpg", "pbm", "pgm", "png", "pnm", "ppm", "ras", "tif", "tiff")]
-    + ["multipage tiff", "multipage tiff sequence", "hdf5", "compressed hdf5", "n5", "compressed n5",
-       "single-scale OME-Zarr", "multi-scale OME-Zarr", "numpy", "dvid", "blockwise hdf5"]
-)
+ILASTIK_OUTPUT_FORMATS = all_format_names()
 
 
 def _bool_value(text: str | None) -> bool:
@@ -80,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = p.add_argument_group("export flags")
     e.add_argument("--export_source", default="Probabilities", help="Probabilities (default), Simple Segmentation, Uncertainty, Features, Labels")
     e.add_argument("--output_format", choices=ILASTIK_OUTPUT_FORMATS, metavar="FORMAT",
-                   help="hdf5, compressed hdf5 (default), numpy, tif, tiff, multipage tiff")
+                   help="compressed hdf5 (default), hdf5, numpy, multipage tiff[ sequence], or a 2D format "
+                   "(bmp gif hdr jpeg jpg pbm pgm png pnm ppm ras tif tiff xv), each also as '<name> sequence'")
     e.add_argument("--output_filename_format", help="output path with {dataset_dir} {nickname} {result_type} ... placeholders")
     e.add_argument("--output_internal_path", help="HDF5 dataset path (default exported_data)")
     e.add_argument("--cutout_subregion", help="[(start,...),(stop,...)] in the export's axis order (e.g. y,x,c)")
@@ -92,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = p.add_argument_group("input flags")
     i.add_argument("--raw_data", "--raw-data", dest="raw_data", nargs="+", default=[])
     i.add_argument("--prediction_mask", "--prediction-mask", dest="prediction_mask", nargs="+", default=[])
-    i.add_argument("--stack_along", "--stack-along", dest="stack_along")
+    i.add_argument("--stack_along", "--stack-along", dest="stack_along", help="axis to stack glob/list members along (default z)")
     i.add_argument("--input_axes", "--input-axes", dest="input_axes")
     i.add_argument("--ignore_training_axistags", action="store_true")
     i.add_argument("--preconvert_stacks", action="store_true")
@@ -110,7 +107,6 @@ _NOT_YET = {
     "print_labels_by_slice": "--print-labels-by-slice",
     "label_search_value": "--label-search-value",
     "generate_random_labels": "--generate-random-labels",
-    "stack_along": "--stack_along",
     "preconvert_stacks": "--preconvert_stacks",
     "distributed": "--distributed",
     "distributed_block_roi": "--distributed_block_roi",
@@ -156,6 +152,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         export=export,
         prediction_masks=list(args.prediction_mask),
         input_axes=args.input_axes,
+        stack_along=args.stack_along or "z",
         ignore_training_axistags=args.ignore_training_axistags,
         retrain=args.retrain,
         tree_count=args.tree_count,

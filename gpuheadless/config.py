@@ -33,6 +33,7 @@ class RunConfig:
     export: ExportOptions = field(default_factory=ExportOptions)
     prediction_masks: list[str] = field(default_factory=list)
     input_axes: str | None = None
+    stack_along: str = "z"
     ignore_training_axistags: bool = False
     retrain: bool = False
     tree_count: int | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, UserError
+from .errors import UsageError
 
 EXPORT_SOURCES = ("Probabilities", "Simple Segmentation", "Uncertainty", "Features", "Labels")
 EXPORT_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64", "uint64", "int64")
@@ -142,7 +142,7 @@ def output_axes(requested: str | None, original_axes: str, shape_by_axis: dict[s
         raise UsageError(f"Invalid axes specified output_axis_order: {requested!r}")
     dropped = [a for a, n in shape_by_axis.items() if n > 1 and a not in axes]
     if dropped:
-        raise UserError(
+        raise UsageError(
             f"--output_axis_order {requested}: attempting to drop the following non-singleton axes: {''.join(dropped)}"
         )
     return axes

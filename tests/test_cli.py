@@ -104,7 +104,7 @@ def test_batch_goes_on_past_a_failed_input(data, tmp_path, capsys):
     assert _files(tmp_path) == ["2d3c-data.h5"]
 
 
-@pytest.mark.parametrize("flag", [["--stack_along=z"], ["--distributed"], ["--output_format=png"]])
+@pytest.mark.parametrize("flag", [["--distributed"], ["--preconvert_stacks"]])
 def test_unimplemented_ilastik_options_say_so(flag, data, tmp_path, capsys):
     code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification2d3c.ilp'}", *flag,
                       f"--output_filename_format={tmp_path}/o.h5", str(data / "inputs/2d3c.h5/data")], tmp_path, capsys)

@@ -5,16 +5,6 @@ import os
 import string
 from typing import Any, Mapping
 
-FORMAT_EXTENSIONS = {
-    "hdf5": "h5",
-    "compressed hdf5": "h5",
-    "numpy": "npy",
-    "tif": "tif",
-    "tiff": "tiff",
-    "multipage tiff": "tiff",
-}
-
-
 def format_known(pattern: str, values: Mapping[str, Any], strict: bool = False) -> str:
     """Fill the ``{keys}`` of ``pattern`` that ``values`` knows; leave every other field as written.
 
@@ -45,9 +35,17 @@ def format_known(pattern: str, values: Mapping[str, Any], strict: bool = False) 
     return "".join(out)
 
 
-def replace_extension(path: str, output_format: str) -> str:
-    """``splitext(path)[0] + '.' + ext`` for the format, as ilastik's writers do."""
-    return os.path.splitext(path)[0] + "." + FORMAT_EXTENSIONS[output_format]
+def replace_extension(path: str, extension: str) -> str:
+    """``splitext(path)[0] + '.' + extension``, as ilastik's writers do."""
+    return os.path.splitext(path)[0] + "." + extension
+
+
+def placeholder_names(pattern: str) -> list[str]:
+    """The ``{field}`` names in ``pattern`` (``[]`` for a malformed pattern)."""
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None]
+    except ValueError:
+        return []
 
 
 def roi_values(axes: str, start: tuple[int, ...], stop: tuple[int, ...]) -> dict[str, Any]:

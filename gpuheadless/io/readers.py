@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -75,7 +76,8 @@ def open_image(path: str, cwd: str | None = None) -> ImageSource:
     Parameters
     ----------
     path : str
-        A file, or ``file.h5/internal/path``. Relative paths are taken from ``cwd``.
+        A file, or ``file.h5/internal/path``. Relative paths are taken from ``cwd``. Stacks
+        (globs, path lists) are opened by :func:`gpuheadless.io.stacks.open_input`.
 
     Raises
     ------
@@ -84,10 +86,6 @@ def open_image(path: str, cwd: str | None = None) -> ImageSource:
     """
     cwd = cwd or os.getcwd()
     expanded = os.path.expanduser(path)
-    if any(ch in expanded for ch in "*?[") or (os.pathsep in expanded and not os.path.exists(expanded)):
-        from ..errors import NotImplementedYet  # noqa: PLC0415
-
-        raise NotImplementedYet("a glob or path list as input", f"'{path}' (stacks come with the next release)")
     external, internal = split_dataset_path(expanded)
     if not os.path.isabs(external):
         external = os.path.join(cwd, external)
@@ -188,14 +186,33 @@ def _open_tiff(external: str, base: dict) -> ImageSource:
     with tifffile.TiffFile(external) as tif:
         series = tif.series[0]
         axes = "".join(_TIFF_AXES.get(a, "?") for a in series.axes)
-        array = series.asarray()
+        shape, dtype = tuple(series.shape), np.dtype(series.dtype)
         resolutions, units = _tiff_pixel_sizes(tif)
     if "?" in axes or len(set(axes)) != len(axes):
-        axes = default_axes(array.shape)
+        axes = default_axes(shape)
+
+    def decode() -> np.ndarray:
+        with tifffile.TiffFile(external) as tif:
+            return tif.series[0].asarray()
+
     return ImageSource(
-        axes=axes, shape=array.shape, dtype=array.dtype, read_region=lambda r: array[r],
+        axes=axes, shape=shape, dtype=dtype, read_region=_decoded_once(decode),
         resolutions=resolutions, axis_units=units, **base,
     )
+
+
+def _decoded_once(decode: Callable[[], np.ndarray]) -> Callable[[tuple[slice, ...]], np.ndarray]:
+    """A region reader for formats decoded whole: decodes on the first read, then slices."""
+    lock = threading.Lock()
+    cache: list[np.ndarray] = []
+
+    def read(region: tuple[slice, ...]) -> np.ndarray:
+        with lock:
+            if not cache:
+                cache.append(decode())
+        return cache[0][region]
+
+    return read
 
 
 def _tiff_pixel_sizes(tif: Any) -> tuple[dict[str, float], dict[str, str]]:
@@ -215,15 +232,33 @@ def _tiff_pixel_sizes(tif: Any) -> tuple[dict[str, float], dict[str, str]]:
     return resolutions, units
 
 
+_PILLOW_BANDS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4, "LA": 2, "PA": 2, "CMYK": 3, "YCbCr": 3, "I;16": 1, "I;16B": 1, "I": 1, "F": 1}
+_PILLOW_DTYPES = {"I;16": np.uint16, "I;16B": np.uint16, "I": np.int32, "F": np.float32}
+
+
 def _open_pillow(external: str, base: dict) -> ImageSource:
     from PIL import Image  # noqa: PLC0415
 
-    with Image.open(external) as image:
-        if image.mode == "P":
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        elif image.mode in ("1", "LA", "PA"):
-            image = image.convert("L" if image.mode == "1" else "LA")
-        array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return ImageSource(axes="yxc", shape=array.shape, dtype=array.dtype, read_region=lambda r: array[r], **base)
+    with Image.open(external) as image:  # reads the header only
+        width, height, mode = image.width, image.height, image.mode
+        if mode == "P" and "transparency" in image.info:
+            mode = "PA"
+    if mode not in _PILLOW_BANDS:
+        raise UserError(f"input '{base['display']}': unsupported image mode {mode}")
+    bands = _PILLOW_BANDS[mode]
+
+    def decode() -> np.ndarray:
+        with Image.open(external) as image:
+            if image.mode == "P":
+                image = image.convert("RGBA" if bands == 4 or bands == 2 else "RGB")
+            elif image.mode == "1":
+                image = image.convert("L")
+            elif image.mode in ("CMYK", "YCbCr"):
+                image = image.convert("RGB")
+            array = np.asarray(image)
+        return array[:, :, None] if array.ndim == 2 else array
+
+    if mode == "PA":
+        bands = 4
+    dtype = np.dtype(_PILLOW_DTYPES.get(mode, np.uint8))
+    return ImageSource(axes="yxc", shape=(height, width, bands), dtype=dtype, read_region=_decoded_once(decode), **base)

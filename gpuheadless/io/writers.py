@@ -1,8 +1,8 @@
 """Output writers: blockwise, under a temporary name, renamed into place only when complete.
 
-A crash or an error therefore never leaves a file that looks finished. Formats of this version:
-``hdf5``, ``compressed hdf5``, ``numpy``, ``tif``/``tiff`` (one 2D image, channels as samples) and
-``multipage tiff`` (one page per t, z, c).
+A crash or an error therefore never leaves a file that looks finished. HDF5 and NumPy outputs
+are written block by block; image files are staged and encoded at the end (see
+:mod:`gpuheadless.io.formats` for the formats).
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from . import encoders, formats
+from .naming import format_known
 
-SUPPORTED_FORMATS = ("hdf5", "compressed hdf5", "numpy", "tif", "tiff", "multipage tiff")
 _TYPE_FLAGS = {"t": 8, "c": 1}
 
 
@@ -134,61 +135,93 @@ class NumpyWriter(Writer):
             self._array = None
 
 
-class TiffWriter(Writer):
-    """TIFF output, staged in a memory-mapped scratch array and encoded at commit.
+class ImageFileWriter(Writer):
+    """Image files (2D formats, multipage TIFF, and sequences of either), encoded at commit.
 
-    ``multipage`` writes one page per (t, z, c) in that order; otherwise the image must have at
-    most two non-singleton axes besides ``c`` and is written as one page with ``c`` samples.
+    Blocks are staged in a memory-mapped scratch array next to the output. At commit every file
+    is encoded under a temporary name, and all are renamed into place only when all succeeded.
+
+    Parameters
+    ----------
+    final_path : str
+        The output path; for a sequence it contains ``{slice_index}``.
+    output_format : str
+        A 2D codec (``png``, ``tiff`` ...), ``multipage tiff``, or either followed by ``sequence``.
+    slice_offset : int
+        Added to the position along the step axis to give ``{slice_index}`` (the cutout start).
     """
 
-    def __init__(self, final_path: str, shape, dtype, axes: str, multipage: bool, resolutions: dict[str, float]):
-        non_channel = [a for a, n in zip(axes, shape) if a != "c" and n > 1]
-        if not multipage and len(non_channel) > 2:
-            raise UserError(
-                f"output '{final_path}': the 'tiff' format holds one 2D image, but the result has axes "
-                f"{axes} with shape {tuple(shape)}; use 'multipage tiff', 'hdf5' or 'numpy'"
-            )
-        super().__init__(final_path)
-        self._axes, self._multipage, self._resolutions = axes, multipage, resolutions
-        self._scratch = self.tmp_path + ".npy"
+    def __init__(self, final_path: str, shape, dtype, axes: str, output_format: str, slice_offset: int = 0):
+        self.final_path = final_path
+        self._axes, self._format, self._offset = axes, output_format, slice_offset
+        directory = os.path.dirname(final_path) or "."
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self._scratch = _temporary_path(os.path.join(directory, "gpuheadless-staging.npy"))
+        except OSError as exc:
+            raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
+        self.tmp_path = self._scratch
         self._array = np.lib.format.open_memmap(self._scratch, mode="w+", dtype=dtype, shape=tuple(shape))
+        self._written: list[tuple[str, str]] = []
 
     def write(self, region, data):
         self._array[region] = data
 
-    def _finish(self):
-        import tifffile  # noqa: PLC0415
-
-        if self._array is None:
-            return
+    def _files(self) -> list[tuple[str, np.ndarray, str]]:
+        """(path, array, axes) of every file to write."""
         array, axes = self._array, self._axes
-        self._array = None
+        if not formats.is_sequence(self._format):
+            return [(self.final_path, array, axes)]
+        step = formats.step_axis(axes, array.shape)
+        rest = axes[:step] + axes[step + 1:]
+        pattern = self.final_path.replace("{slice_index}", "{slice_index:0%dd}" % formats.sequence_digits(self._offset, array.shape[step]))
+        return [
+            (format_known(pattern, {"slice_index": self._offset + i}), np.take(array, i, axis=step), rest)
+            for i in range(array.shape[step])
+        ]
+
+    def commit(self):
         try:
-            for a in "tzcyx":
-                if a not in axes:
-                    array, axes = array[..., None], axes + a
-            if self._multipage:
-                ordered = np.transpose(array, [axes.index(a) for a in "tzcyx"])
-                pages = ordered.reshape((-1,) + ordered.shape[-2:])
-                tifffile.imwrite(self.tmp_path, pages, photometric="minisblack", metadata={"axes": "QYX"})
-            else:
-                image = np.transpose(array, [axes.index(a) for a in "yxc" + "tz"]).reshape(
-                    array.shape[axes.index("y")], array.shape[axes.index("x")], -1
-                )
-                if image.shape[-1] == 1:
-                    image = image[..., 0]
-                tifffile.imwrite(self.tmp_path, image, photometric="minisblack", planarconfig="contig" if image.ndim == 3 else None)
+            for path, array, axes in self._files():
+                tmp = _temporary_path(path)
+                self._written.append((tmp, path))
+                with open(tmp, "wb") as stream:
+                    if self._format.startswith("multipage tiff"):
+                        encoders.write_multipage_tiff(stream, np.asarray(array), axes)
+                    else:
+                        codec = formats.image_codec(self._format)
+                        image = formats.convert_for_codec(_as_image(np.asarray(array), axes), codec)
+                        encoders.encode_image(stream, image, codec)
+            for tmp, path in self._written:
+                os.replace(tmp, path)
+            self._written = []
         finally:
-            del array
-            if os.path.exists(self._scratch):
-                os.remove(self._scratch)
+            self.abort()
 
     def abort(self):
         self._array = None
+        for tmp, _ in self._written:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self._written = []
         if os.path.exists(self._scratch):
             os.remove(self._scratch)
-        if os.path.exists(self.tmp_path):
-            os.remove(self.tmp_path)
+
+
+def _as_image(array: np.ndarray, axes: str) -> np.ndarray:
+    """``(H, W, C)`` from an array with at most two non-singleton axes besides ``c``."""
+    if "c" not in axes:
+        array, axes = array[..., None], axes + "c"
+    size = dict(zip(axes, array.shape))
+    non_channel = [a for a in axes if a != "c"]
+    chosen = [a for a in non_channel if size[a] > 1]
+    for a in reversed(non_channel):  # fewer than two: pad with the trailing singleton axes (y, x)
+        if len(chosen) < 2 and a not in chosen:
+            chosen.append(a)
+    chosen.sort(key=axes.index)
+    order = [axes.index(a) for a in non_channel if a not in chosen] + [axes.index(a) for a in chosen] + [axes.index("c")]
+    image = np.transpose(array, order)
+    return image.reshape(image.shape[-3:])
 
 
 def open_writer(
@@ -199,13 +232,11 @@ def open_writer(
     dtype: np.dtype,
     axes: str,
     attrs: dict[str, Any],
-    resolutions: dict[str, float],
+    slice_offset: int = 0,
 ) -> Writer:
-    """Create the writer for ``output_format`` (one of :data:`SUPPORTED_FORMATS`)."""
+    """Create the writer for ``output_format`` (checked with :func:`formats.check_supported`)."""
     if output_format in ("hdf5", "compressed hdf5"):
         return HDF5Writer(path, internal_path, shape, dtype, axes, attrs, compress=output_format == "compressed hdf5")
     if output_format == "numpy":
         return NumpyWriter(path, shape, dtype)
-    if output_format in ("tif", "tiff", "multipage tiff"):
-        return TiffWriter(path, shape, dtype, axes, multipage=output_format == "multipage tiff", resolutions=resolutions)
-    raise UserError(f"--output_format {output_format!r} is not supported by this version")
+    return ImageFileWriter(path, shape, dtype, axes, output_format, slice_offset)

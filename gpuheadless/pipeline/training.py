@@ -1,6 +1,8 @@
 """Which classifier a run uses: the stored forest, or one trained on the project's own labels."""
 from __future__ import annotations
 
+import os
+
 import logging
 
 import numpy as np
@@ -11,7 +13,7 @@ from ..features.compute import compute_features
 from ..features.plan import check_image_size, make_plan
 from ..forest.model import Forest
 from ..forest.train import train_forest
-from ..io.readers import open_image
+from ..io.stacks import open_input
 from ..project.ilp import Project, TrainingLane
 from .lane import Lane
 
@@ -92,11 +94,8 @@ def training_samples(bk: Backend, project: Project, threads: int = 1) -> tuple[n
 
 def _open_training_lane(project: Project, lane: TrainingLane) -> Lane:
     paths = lane.resolved_paths
-    if len(paths) != 1:
-        raise UserError(f"project file '{project.path}': training lane {lane.index} is a stack; not supported yet")
-    external = paths[0]
-    try:
-        source = open_image(external, cwd=str(project.path.parent))
+    try:  # a stack lane lists its members; they are stacked along z, ilastik's default
+        source = open_input(os.pathsep.join(paths), cwd=str(project.path.parent))
     except UserError as exc:
         raise UserError(
             f"project file '{project.path}': cannot read the training data of lane {lane.index} "

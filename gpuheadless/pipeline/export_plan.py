@@ -1,0 +1,239 @@
+"""Everything about one input's export that is decided before any pixel is computed.
+
+``plan_lane`` opens the input (headers only), checks it against the project, and fixes the
+cutout, the output axes, shape, type, format and file name, refusing impossible combinations.
+``run_batch`` plans every input first, so a bad option stops the run before anything is
+computed or written.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import RunConfig
+from ..errors import UsageError, UserError
+from ..export import ExportTransform, make_transform, output_axes, parse_cutout, source_channels
+from ..features.plan import FeaturePlan, check_image_size, make_plan
+from ..forest.model import Forest
+from ..io import formats
+from ..io.naming import format_known, placeholder_names, replace_extension, roi_values
+from ..io.stacks import open_input
+from ..io.writers import axistags_json
+from ..project.ilp import Project
+from .lane import Lane, check_against_training, lane_axes
+
+DEFAULT_FILENAME_FORMAT = "{dataset_dir}/{nickname}_{result_type}"
+DEFAULT_FORMAT = "compressed hdf5"
+DEFAULT_INTERNAL_PATH = "exported_data"
+_LANE_KEYS = {"dataset_dir", "nickname", "result_type"}
+_ROI_KEYS = {"roi"} | {f"{a}_{end}" for a in "tzyxc" for end in ("start", "stop")}
+
+
+@dataclass
+class LanePlan:
+    """One input's export, fully decided.
+
+    ``region`` maps each of ``tzyxc`` to its (start, stop) in the export source; ``out_axes`` and
+    ``out_shape`` describe the written array.
+    """
+
+    path: str
+    mask_path: str | None
+    plan: FeaturePlan
+    region: dict[str, tuple[int, int]]
+    out_axes: str
+    out_shape: tuple[int, ...]
+    transform: ExportTransform
+    output_format: str
+    final_path: str
+    internal_path: str
+    attrs: dict[str, Any]
+    slice_offset: int
+
+
+def effective_format(config: RunConfig, project: Project) -> str:
+    """``--output_format``, else the project's stored format, else ilastik's default; checked."""
+    output_format = config.export.output_format or project.export.get("output_format") or DEFAULT_FORMAT
+    formats.check_supported(output_format)
+    return output_format
+
+
+def check_filename_options(config: RunConfig, project: Project, output_format: str) -> None:
+    """Placeholders of the file name and internal path: known ones only, ``{slice_index}`` iff a sequence."""
+    pattern = _filename_pattern(config, project)
+    sequence = formats.is_sequence(output_format)
+    known = _LANE_KEYS | _ROI_KEYS | ({"slice_index"} if sequence else set())
+    for option, text in (("--output_filename_format", pattern), ("--output_internal_path", _internal_pattern(config, project))):
+        unknown = [name for name in placeholder_names(text) if name not in known]
+        if unknown:
+            hint = " ({slice_index} is only for sequence formats)" if "slice_index" in unknown else ""
+            raise UsageError(
+                f"{option} {text!r}: unknown placeholder {{{unknown[0]}}}{hint}; known: "
+                + " ".join("{" + k + "}" for k in sorted(_LANE_KEYS | {"roi", "x_start", "x_stop", "..."}))
+            )
+    if sequence and "slice_index" not in placeholder_names(pattern):
+        raise UsageError(
+            f"--output_filename_format {pattern!r}: the {output_format!r} format writes one file per slice, so the "
+            "pattern must contain {slice_index}"
+        )
+
+
+def _filename_pattern(config: RunConfig, project: Project) -> str:
+    return config.export.output_filename_format or project.export.get("output_filename_format") or DEFAULT_FILENAME_FORMAT
+
+
+def _internal_pattern(config: RunConfig, project: Project) -> str:
+    return config.export.output_internal_path or project.export.get("output_internal_path") or DEFAULT_INTERNAL_PATH
+
+
+def expected_channels(project: Project, forest: Forest | None, z_extent: int) -> int | None:
+    """Channel count the project was trained on, from its forest or its training lane."""
+    if forest is not None:
+        per_channel = make_plan(project.selection, 1, z_extent).n_features
+        if per_channel and forest.n_features % per_channel == 0:
+            return forest.n_features // per_channel
+    if project.lanes and project.lanes[-1].shape:
+        lane = project.lanes[-1]
+        if "c" in lane.axes and len(lane.shape) == len(lane.axes):
+            return lane.shape[lane.axes.index("c")]
+        return 1
+    return None
+
+
+def open_lane(config: RunConfig, project: Project, path: str) -> Lane:
+    """The input as a lane, with the axes ilastik would read it with."""
+    image = open_input(path, config.cwd, config.stack_along)
+    return Lane(image, lane_axes(image, config.input_axes, project, config.ignore_training_axistags))
+
+
+def open_mask(config: RunConfig, path: str) -> Lane:
+    """A prediction mask as a lane, with the file's own axes."""
+    image = open_input(path, config.cwd, config.stack_along)
+    return Lane(image, lane_axes(image, None, None, True))
+
+
+def plan_lane(
+    config: RunConfig, project: Project, forest: Forest | None, source: str, output_format: str, path: str, mask_path: str | None
+) -> LanePlan:
+    """Decide the export of one input; raises UsageError for options that cannot work on it."""
+    lane = open_lane(config, project, path)
+    try:
+        check_against_training(lane, project, expected_channels(project, forest, lane.shape[1]))
+        plan = make_plan(project.selection, lane.n_channels, lane.shape[1])
+        if project.selection.is_empty and source in ("Probabilities", "Simple Segmentation", "Uncertainty", "Features"):
+            raise UserError(f"project file '{project.path}': no features are selected")
+        check_image_size(plan, lane.shape[1:4], path)
+        if forest is not None and source != "Labels" and forest.n_features != plan.n_features:
+            raise UserError(
+                f"input '{path}': the project's classifier expects {forest.n_features} features, this input gives "
+                f"{plan.n_features}"
+            )
+        if mask_path:
+            mask = open_mask(config, mask_path)
+            try:
+                if mask.shape[:4] != lane.shape[:4]:
+                    raise UserError(f"prediction mask '{mask_path}' has shape {mask.shape[:4]} (tzyx), the image {lane.shape[:4]}")
+            finally:
+                mask.source.close()
+        return _plan_export(config, project, source, output_format, lane, plan, path, mask_path)
+    finally:
+        lane.source.close()
+
+
+def _plan_export(config, project, source, output_format, lane: Lane, plan: FeaturePlan, path, mask_path) -> LanePlan:
+    stored = project.export
+    opts = config.export
+    n_channels = source_channels(source, project.n_classes, plan.n_features)
+    internal = lane.internal_axes
+    extent = dict(zip("tzyxc", lane.shape[:4] + (n_channels,)))
+    start, stop = _cutout(opts.cutout_subregion or stored.get("cutout_subregion"), internal, extent)
+    transform = make_transform(
+        source,
+        opts.export_dtype or stored.get("export_dtype"),
+        opts.pipeline_result_drange or stored.get("pipeline_result_drange"),
+        opts.export_drange or stored.get("export_drange"),
+    )
+    region = {a: (start[a], stop[a]) for a in "tzyxc"}
+    sizes = {a: region[a][1] - region[a][0] for a in "tzyxc"}
+    out_axes = output_axes(opts.output_axis_order or stored.get("output_axis_order"), lane.axes, sizes)
+    out_shape = tuple(sizes.get(a, 1) for a in out_axes)
+    formats.check_export_fits(output_format, out_axes, out_shape)
+    final_path, internal_path = _output_location(config, project, lane, source, output_format, internal, start, stop)
+    step = formats.step_axis(out_axes, out_shape)
+    slice_offset = region[out_axes[step]][0] if step is not None and out_axes[step] in region else 0
+    return LanePlan(
+        path=path, mask_path=mask_path, plan=plan, region=region, out_axes=out_axes, out_shape=out_shape,
+        transform=transform, output_format=output_format, final_path=final_path, internal_path=internal_path,
+        attrs=_dataset_attrs(lane, out_axes, transform, source), slice_offset=slice_offset,
+    )
+
+
+def _cutout(cutout, internal: str, extent: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """Start/stop per ``tzyxc`` axis from ``--cutout_subregion`` in the internal axis order."""
+    start = {a: 0 for a in "tzyxc"}
+    stop = dict(extent)
+    if cutout is None:
+        return start, stop
+    if isinstance(cutout, str):
+        cutout = parse_cutout(cutout)
+    lo, hi = cutout
+    if len(lo) != len(internal):
+        raise UsageError(
+            f"--cutout_subregion has {len(lo)} entries per corner but the export's axes are {','.join(internal)} "
+            f"({len(internal)} entries, in that order)"
+        )
+    for axis, a, b in zip(internal, lo, hi):
+        a = 0 if a is None else max(0, int(a))
+        b = extent[axis] if b in (None, 0) else min(int(b), extent[axis])
+        if a >= b:
+            raise UsageError(f"--cutout_subregion: empty range {a}:{b} along {axis}")
+        start[axis], stop[axis] = a, b
+    return start, stop
+
+
+def _output_location(config, project, lane: Lane, source, output_format, internal, start, stop) -> tuple[str, str]:
+    from_cli = config.export.output_filename_format is not None
+    pattern = _filename_pattern(config, project)
+    base_dir = config.cwd if from_cli or "output_filename_format" not in project.export else str(project.path.parent)
+    lane_values = {"dataset_dir": lane.source.dataset_dir, "nickname": lane.source.nickname.replace("*", ""), "result_type": source}
+    roi = roi_values(internal, tuple(start[a] for a in internal), tuple(stop[a] for a in internal))
+    try:
+        path = format_known(os.path.expanduser(pattern), lane_values, strict=True)
+    except ValueError as exc:
+        raise UsageError(f"--output_filename_format {pattern!r}: {exc}") from None
+    path = format_known(path, roi)
+    if not os.path.isabs(path):
+        path = os.path.join(base_dir, path)
+    path = replace_extension(path, formats.extension(output_format))
+    internal_pattern = _internal_pattern(config, project)
+    try:
+        internal_path = format_known(format_known(internal_pattern, lane_values, strict=True), roi, strict=True)
+    except ValueError as exc:
+        raise UsageError(f"--output_internal_path {internal_pattern!r}: {exc}") from None
+    return path, internal_path
+
+
+def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source: str) -> dict[str, Any]:
+    resolutions = {a: lane.source.resolutions.get(a, 0) for a in out_axes if a != "c"}
+    attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": "grayscale"}
+    drange = transform.drange
+    if drange is None:
+        if source in ("Probabilities", "Uncertainty"):
+            drange = (0.0, 1.0)
+        elif source == "Simple Segmentation":
+            drange = (0, 1)
+        elif lane.source.drange is not None:
+            drange = lane.source.drange
+        elif lane.source.dtype == np.uint8:
+            drange = (0, 255)
+        drange = None if drange is None else tuple(np.array(drange).astype(transform.dtype).tolist())
+    if drange is not None:
+        attrs["drange"] = np.array(drange, dtype=transform.dtype)
+    if lane.source.axis_units:
+        units = lane.source.axis_units
+        attrs["axis_units"] = json.dumps({a: units[a] for a in out_axes if a in units})
+    return attrs
