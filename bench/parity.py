@@ -67,6 +67,8 @@ CASES = [
          "inputs/2d.h5/data", options=dict(cutout_subregion=([300, 500, 0], [428, 660, 2]))),
     Case("PixelClassification3d_allfeatures__3d__Probabilities__cutout_z10-30_y20-40_x15-45.h5", "PixelClassification3d_allfeatures.ilp",
          "inputs/3d.h5/data", options=dict(cutout_subregion=([10, 20, 15, 0], [30, 40, 45, 2]))),
+    Case("PixelClassification2d__2d__Simple_Segmentation.png", "PixelClassification2d.ilp", "inputs/2d.h5/data",
+         "Simple Segmentation", output_format="png"),
     Case("PixelClassification2d__2d__Features__cutout_y0-128_x0-160.h5", "PixelClassification2d.ilp", "inputs/2d.h5/data", "Features",
          options=dict(cutout_subregion=([0, 0, None], [128, 160, None]))),
     Case("PixelClassification3d__3d__Features__cutout_z0-20_y0-30_x0-30.h5", "PixelClassification3d.ilp", "inputs/3d.h5/data", "Features",
@@ -83,7 +85,9 @@ def run_case(case: Case, data: str, out_dir: str, threads: int = 2, ram_mb: floa
     from gpuheadless.config import ExportOptions, RunConfig
     from gpuheadless.pipeline.pixel import run_batch
 
-    ext = ".tiff" if "tiff" in case.output_format else ".h5"
+    from gpuheadless.io.formats import extension
+
+    ext = "." + extension(case.output_format)
     config = RunConfig(
         project=os.path.join(data, "projects", case.project),
         inputs=[case.input],
@@ -108,6 +112,11 @@ def run_case(case: Case, data: str, out_dir: str, threads: int = 2, ram_mb: floa
 def load(path: str) -> np.ndarray:
     if path.endswith((".tif", ".tiff")):
         return tifffile.imread(path)
+    if path.endswith(".png"):
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.asarray(image)
     with h5py.File(path, "r") as f:
         return f["exported_data"][()]
 

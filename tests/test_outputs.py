@@ -1,0 +1,237 @@
+"""Every output format, placeholders, sequences, and bad export options."""
+from __future__ import annotations
+
+import io
+import os
+import struct
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from gpuheadless.cli import main
+from gpuheadless.io import encoders, formats
+
+PROJECT_2D3C = "projects/PixelClassification2d3c.ilp"
+INPUT_2D3C = "inputs/2d3c.h5/data"
+
+
+def _run(argv, cwd, capsys):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = main(argv)
+    finally:
+        os.chdir(old)
+    return code, capsys.readouterr().err
+
+
+def _export(data, tmp_path, capsys, *options, project=PROJECT_2D3C, inputs=(INPUT_2D3C,), name="out/result.h5"):
+    code, err = _run(["--headless", f"--project={data / project}", f"--output_filename_format={tmp_path / name}",
+                      *options, *(str(data / i) for i in inputs)], tmp_path, capsys)
+    assert code == 0, err
+    return tmp_path / os.path.dirname(name)
+
+
+@pytest.fixture(scope="module")
+def segmentation_2d3c(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("h5") / "seg.h5"
+    code = main(["--headless", f"--project={data / PROJECT_2D3C}", "--export_source=Simple Segmentation",
+                 "--output_format=hdf5", f"--output_filename_format={path}", str(data / INPUT_2D3C)])
+    assert code == 0
+    with h5py.File(path, "r") as f:
+        return f["exported_data"][()][..., 0]  # (73, 187) uint8 labels 1/2
+
+
+# --- decoders written from the format descriptions (no maintained Python reader exists) ---------
+
+def read_radiance(blob: bytes) -> np.ndarray:
+    header, _, body = blob.partition(b"\n\n")
+    assert header.startswith(b"#?RADIANCE") and b"FORMAT=32-bit_rle_rgbe" in header
+    size_line, _, body = body.partition(b"\n")
+    _, height, _, width = size_line.split()
+    height, width = int(height), int(width)
+    out = np.zeros((height, width, 4), np.uint8)
+    pos = 0
+    for y in range(height):
+        if body[pos:pos + 2] == b"\x02\x02" and 8 <= width < 0x8000:
+            pos += 4
+            for component in range(4):
+                x = 0
+                while x < width:
+                    count = body[pos]
+                    pos += 1
+                    if count > 128:  # a run of one value
+                        out[y, x:x + count - 128, component] = body[pos]
+                        pos += 1
+                        x += count - 128
+                    else:
+                        out[y, x:x + count, component] = np.frombuffer(body[pos:pos + count], np.uint8)
+                        pos += count
+                        x += count
+        else:
+            out[y] = np.frombuffer(body[pos:pos + 4 * width], np.uint8).reshape(width, 4)
+            pos += 4 * width
+    exponent = out[..., 3].astype(np.int32)
+    scale = np.where(exponent > 0, np.ldexp(1.0, exponent - 136), 0.0)
+    return (out[..., :3] + 0.5) * scale[..., None] * (exponent[..., None] > 0)
+
+
+def read_viff(blob: bytes) -> np.ndarray:
+    assert blob[0] == 0xAB and blob[1] == 1  # Khoros VIFF 1.0 identifier and file type
+    order = ">" if blob[4] == 0x2 else "<"
+    width, height = struct.unpack(order + "II", blob[520:528])
+    bands, storage = struct.unpack(order + "II", blob[560:568])
+    dtype = {1: "u1", 2: "i2", 4: "i4", 5: "f4", 9: "f8"}[storage]
+    data = np.frombuffer(blob[1024:], dtype=order + dtype, count=bands * height * width)
+    return np.moveaxis(data.reshape(bands, height, width), 0, -1)
+
+
+# --- every 2D format -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["bmp", "gif", "png", "pgm", "pnm", "ras", "tif", "tiff", "xv", "jpeg", "jpg", "pbm"])
+def test_segmentation_in_every_single_channel_format(fmt, data, tmp_path, capsys, segmentation_2d3c):
+    out = _export(data, tmp_path, capsys, "--export_source=Simple Segmentation", f"--output_format={fmt}")
+    (name,) = os.listdir(out)
+    assert name == f"result.{formats.extension(fmt)}"
+    blob = (out / name).read_bytes()
+    if fmt == "xv":
+        pixels = read_viff(blob)[..., 0]
+    elif fmt in ("tif", "tiff"):
+        pixels = tifffile.imread(out / name)
+    else:
+        with Image.open(io.BytesIO(blob)) as image:
+            pixels = np.asarray(image.convert("L"))
+    if fmt == "pbm":  # one bit: non-zero is set, which Pillow shows as black (0)
+        np.testing.assert_array_equal(pixels == 0, segmentation_2d3c != 0)
+    elif fmt in ("jpeg", "jpg"):  # lossy
+        assert np.abs(pixels.astype(int) - segmentation_2d3c).mean() < 0.5
+    else:
+        np.testing.assert_array_equal(pixels, segmentation_2d3c)
+
+
+def test_float_probabilities_are_rescaled_for_8_bit_codecs_and_kept_by_others(data, tmp_path, capsys):
+    h5 = _export(data, tmp_path, capsys, "--output_format=hdf5", name="h5/p.h5")
+    with h5py.File(h5 / "p.h5", "r") as f:
+        probabilities = f["exported_data"][()]
+    png = _export(data, tmp_path, capsys, "--output_format=png", name="png/p.png")
+    with Image.open(png / "p.png") as image:
+        assert image.mode == "LA"  # two channels: gray + alpha
+        stored = np.asarray(image)
+    lo, hi = probabilities.min(), probabilities.max()
+    np.testing.assert_array_equal(stored, np.rint((probabilities.astype(np.float64) - lo) * 255 / (hi - lo)).astype(np.uint8))
+    xv = _export(data, tmp_path, capsys, "--output_format=xv", name="xv/p.xv")
+    np.testing.assert_array_equal(read_viff((xv / "p.xv").read_bytes()), probabilities)
+
+
+def test_radiance_holds_three_float_channels(data, tmp_path, capsys):
+    h5 = _export(data, tmp_path, capsys, "--export_source=Features", "--output_format=hdf5",
+                 "--cutout_subregion=[(None,None,0),(None,None,3)]", name="h5/f.h5")
+    with h5py.File(h5 / "f.h5", "r") as f:
+        features = f["exported_data"][()]
+    hdr = _export(data, tmp_path, capsys, "--export_source=Features", "--output_format=hdr",
+                  "--cutout_subregion=[(None,None,0),(None,None,3)]", name="hdr/f.hdr")
+    decoded = read_radiance((hdr / "f.hdr").read_bytes())
+    brightest = features.max(axis=-1, keepdims=True)
+    assert np.all(np.abs(decoded - features) <= brightest / 128 + 1e-6)  # 8-bit mantissa per channel
+
+
+def test_encoders_handle_16_bit_and_odd_widths(tmp_path):
+    image = (np.arange(5 * 7 * 3) * 997 % 65536).astype(np.uint16).reshape(5, 7, 3)
+    for codec in ("png", "ppm"):
+        buffer = io.BytesIO()
+        encoders.encode_image(buffer, image, codec)
+        buffer.seek(0)
+        if codec == "png":  # Pillow reads 16-bit RGB PNGs as 8-bit; check the raw header and one row instead
+            blob = buffer.getvalue()
+            assert blob[24:26] == bytes((16, 2))
+        else:
+            with Image.open(buffer) as decoded:
+                assert decoded.size == (7, 5)
+    gray = (np.arange(5 * 7) * 13).astype(np.uint8).reshape(5, 7, 1)
+    for codec in ("ras", "pbm"):
+        buffer = io.BytesIO()
+        encoders.encode_image(buffer, np.repeat(gray, 3, axis=2) if codec == "ras" else gray, codec)
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            back = np.asarray(decoded.convert("RGB" if codec == "ras" else "L"))
+        if codec == "ras":
+            np.testing.assert_array_equal(back, np.repeat(gray, 3, axis=2))
+        else:
+            np.testing.assert_array_equal(back == 0, gray[..., 0] != 0)
+
+
+# --- sequences ---------------------------------------------------------------------------------------
+
+def test_png_sequence_numbers_slices_from_the_cutout_start(data, tmp_path, capsys):
+    out = _export(data, tmp_path, capsys, "--export_source=Simple Segmentation", "--output_format=png sequence",
+                  "--cutout_subregion=[(10,None,None,None),(30,None,None,None)]",
+                  project="projects/PixelClassification3d.ilp", inputs=("inputs/3d.h5/data",), name="seq/z{slice_index}.png")
+    names = sorted(os.listdir(out))
+    assert names == [f"z{i}.png" for i in range(10, 30)]  # ceil(log10(30 + 1)) = 2 digits
+    whole = _export(data, tmp_path, capsys, "--export_source=Simple Segmentation", "--output_format=hdf5",
+                    project="projects/PixelClassification3d.ilp", inputs=("inputs/3d.h5/data",), name="whole/s.h5")
+    with h5py.File(whole / "s.h5", "r") as f:
+        reference = f["exported_data"][10:30, ..., 0]
+    for i, name in enumerate(names):
+        with Image.open(out / name) as image:
+            np.testing.assert_array_equal(np.asarray(image), reference[i])
+
+
+def test_multipage_tiff_sequence_writes_one_volume_per_time_step(data, tmp_path, capsys):
+    out = _export(data, tmp_path, capsys, "--export_source=Simple Segmentation", "--output_format=multipage tiff sequence",
+                  project="projects/PixelClassification5t3d2c.ilp", inputs=("inputs/5t3d2c.h5/data",),
+                  name="mts/t_{slice_index:03d}.tiff")
+    assert sorted(os.listdir(out)) == [f"t_{i:03d}.tiff" for i in range(5)]
+    assert tifffile.imread(out / "t_000.tiff").shape == (33, 77, 45)
+
+
+def test_placeholders_give_ilastiks_file_name(data, tmp_path, capsys):
+    reference = "PixelClassification2d__2d-data__Simple_Segmentation__via_placeholders.h5"
+    out = _export(data, tmp_path, capsys, "--export_source=Simple Segmentation", "--output_format=compressed hdf5",
+                  project="projects/PixelClassification2d.ilp", inputs=("inputs/2d.h5/data",),
+                  name="ph/PixelClassification2d__{nickname}__{result_type}__via_placeholders.h5")
+    assert os.listdir(out) == [reference.replace("Simple_Segmentation", "Simple Segmentation")]
+    with h5py.File(out / os.listdir(out)[0], "r") as ours, h5py.File(data / "reference" / reference, "r") as ref:
+        np.testing.assert_array_equal(ours["exported_data"][()], ref["exported_data"][()])
+
+
+def test_roi_placeholders_and_internal_path(data, tmp_path, capsys):
+    out = _export(data, tmp_path, capsys, "--cutout_subregion=[(10,20,0),(30,None,1)]",
+                  "--output_internal_path=grp/{nickname}", "--output_format=hdf5", name="roi/{x_start}-{x_stop}_{roi}.h5")
+    (name,) = os.listdir(out)
+    assert name == "20-187_[(10, 20, 0), (30, 187, 1)].h5"
+    with h5py.File(out / name, "r") as f:
+        assert f["grp/2d3c-data"].shape == (20, 167, 1)
+
+
+# --- bad options: exit 2, nothing computed, nothing written -------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    (["--cutout_subregion=[(0,0),(10)]"], "--cutout_subregion"),
+    (["--cutout_subregion=[(0,0,0,0),(10,10,10,1)]"], "entries per corner"),
+    (["--output_format=webp"], "invalid choice"),
+    (["--output_format=dvid"], "DVID server"),
+    (["--output_filename_format={tmp}/x_{foo}.h5"], "unknown placeholder {foo}"),
+    (["--output_filename_format={tmp}/x_{slice_index}.h5"], "only for sequence formats"),
+    (["--output_format=png sequence", "--output_filename_format={tmp}/x.png"], "must contain {slice_index}"),
+    (["--pipeline_result_drange=(0,1,2)", "--export_drange=(0,255)"], "--pipeline_result_drange"),
+    (["--output_axis_order=xc"], "drop the following non-singleton axes: y"),
+    (["--output_format=jpg"], "stores 1 or 3 channel(s), the result has 2"),
+])
+def test_bad_export_options_stop_before_computing(options, message, data, tmp_path, capsys):
+    options = [o.replace("{tmp}", str(tmp_path)) for o in options]
+    if not any(o.startswith("--output_filename_format") for o in options):
+        options.append(f"--output_filename_format={tmp_path}/x.h5")
+    code, err = _run(["--headless", f"--project={data / PROJECT_2D3C}", *options, str(data / INPUT_2D3C)], tmp_path, capsys)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_volume_cannot_go_to_a_2d_format(data, tmp_path, capsys):
+    code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification3d.ilp'}", "--output_format=png",
+                      f"--output_filename_format={tmp_path}/x.png", str(data / "inputs/3d.h5/data")], tmp_path, capsys)
+    assert code == 2 and "use a sequence format" in err and os.listdir(tmp_path) == []
