@@ -92,3 +92,35 @@ def test_stack_errors(volume, tmp_path, capsys, data):
     with pytest.raises(Exception, match="stack_along"):
         open_input("*.png", str(tmp_path), stack_along="q")
     assert [os.path.basename(e) for e, _ in expand_members("*.png", str(tmp_path))] == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".ppm", ".pnm", ".tif", ".npy", ".gif", ".jpg"])
+def test_image_files_give_the_same_result_as_hdf5(suffix, data, tmp_path, capsys):
+    with h5py.File(data / "inputs" / "2d3c.h5", "r") as f:
+        image = f["data"][()]  # (73, 187, 3) uint8
+    path = tmp_path / f"img{suffix}"
+    if suffix == ".npy":
+        np.save(path, image)
+    elif suffix == ".tif":
+        import tifffile
+
+        tifffile.imwrite(path, image, photometric="rgb")
+    else:
+        Image.fromarray(image).save(path)
+    project = data / "projects" / "PixelClassification2d3c.ilp"
+    _, reference = _export(project, [str(data / "inputs" / "2d3c.h5/data")], tmp_path, capsys)
+    name, ours = _export(project, [str(path)], tmp_path, capsys)
+    assert name == "img.h5"
+    assert ours.shape == reference.shape
+    if suffix in (".gif", ".jpg"):  # lossy codecs (palette, DCT): the same image, roughly
+        assert np.mean(np.abs(ours - reference)) < 0.1
+    else:
+        np.testing.assert_array_equal(ours, reference)
+
+
+def test_several_inputs_in_one_call(data, tmp_path, capsys):
+    project = data / "projects" / "PixelClassification2d3c.ilp"
+    code, err = _run(["--headless", f"--project={project}", f"--output_filename_format={tmp_path}/out/{{nickname}}.h5",
+                      str(data / "inputs/2d3c.h5/data"), str(data / "inputs/2d3c.h5")], tmp_path, capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "out")) == ["2d3c-data.h5", "2d3c.h5"]
