@@ -1,4 +1,4 @@
-"""Build hook for the compiled pieces: CPU forest inference and fastfilters-exact FIR filters.
+"""Build hook for the compiled pieces: CPU forest inference, fastfilters-exact filters and 3x3 eigenvalues.
 
 Everything else is declared in pyproject.toml.
 """
@@ -15,6 +15,11 @@ setup(
         Extension(
             "gpuheadless.features._cfilters",
             sources=["gpuheadless/features/_cfilters.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+        ),
+        Extension(
+            "gpuheadless.features._ceigen",
+            sources=["gpuheadless/features/_ceigen.c"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
         ),
     ]

@@ -31,9 +31,21 @@ def test_matches_ilastik_within_tolerance(case, data, tmp_path):
         assert diff.max() < 0.15
 
 
-@pytest.mark.parametrize("name", ["PixelClassification2d__2d__Probabilities.h5", "PixelClassification2d__2d__Uncertainty.h5"])
-def test_2d_results_are_bit_identical_to_ilastik(name, data, tmp_path):
-    """fastfilters' float32 arithmetic reproduced exactly: no feature lands on the other side of a split."""
+EXACT = [
+    "PixelClassification2d__2d__Probabilities.h5", "PixelClassification2d__2d__Uncertainty.h5",
+    "PixelClassification3d__3d__Probabilities.h5", "PixelClassification3d2c__3d2c__Probabilities.h5",
+    "PixelClassification3d_allfeatures__3d__Features__cutout_z0-10_y0-12_x0-12.h5",
+]
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_results_are_bit_identical_to_ilastik(name, data, tmp_path):
+    """fastfilters' float32 arithmetic reproduced exactly: no feature lands on the other side of a split.
+
+    (The 2D Features cutout is not in the list: ilastik filtered that cutout as its own array,
+    so the few pixels fastfilters computes with scalar code at row ends differ from ours by an
+    ulp; the full-image outputs are exact.)
+    """
     case = next(c for c in parity.CASES if c.reference == name)
     ours = parity.load(parity.run_case(case, str(data), str(tmp_path)))
     np.testing.assert_array_equal(ours, parity.load(str(data / "reference" / name)))
