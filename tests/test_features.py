@@ -147,3 +147,29 @@ def test_compiled_filter_mirrors_lines_shorter_than_the_kernel():
     assert np.all(np.isfinite(smoothed)) and np.allclose(smoothed, 2, atol=0.5)
     single = correlate_fastfilters(np.ones((1, 1, 1), np.float32), gaussian_kernel(2.0, 0, 2.0), 2)
     assert np.allclose(single, 1.0, atol=1e-6)  # one pixel mirrors onto itself
+
+
+def test_eigenvalue_kernel_paths_agree_bit_for_bit():
+    from gpuheadless.features import _ceigen
+
+    rng = np.random.default_rng(7)
+    n = 10_003
+    entries = [rng.normal(size=n).astype(np.float32) * 10 ** rng.integers(-3, 3, n).astype(np.float32) for _ in range(6)]
+    for e in entries:
+        e[:40] = 0  # all-zero matrices give zeros
+    entries[1][40:60] = 0  # diagonal blocks: repeated roots, atan2 on its axes
+    results = []
+    for path in (0, -1):
+        _ceigen.force_path(path)
+        try:
+            out = [np.empty(n, np.float32) for _ in range(3)]
+            _ceigen.eigenvalues3(*entries, *out)
+        finally:
+            _ceigen.force_path(-1)
+        results.append(out)
+    for portable, default in zip(*results):
+        np.testing.assert_array_equal(portable, default)
+    assert np.all(results[0][0][:40] == 0)
+    assert np.all(results[0][0] >= results[0][1]) and np.all(results[0][1] >= results[0][2])
+    trace = sum(entries[i].astype(np.float64) for i in (0, 3, 5))
+    np.testing.assert_allclose(sum(r.astype(np.float64) for r in results[0]), trace, rtol=1e-3, atol=1e-3 * np.abs(trace).max())

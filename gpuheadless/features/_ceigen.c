@@ -34,18 +34,14 @@ static inline float from_bits(uint32_t u)
     return x;
 }
 
-static float atan2_approx(float y, float x)
+static inline float atan2_approx(float y, float x)
 {
     const uint32_t sign_x = bits(x) & 0x80000000u, sign_y = bits(y) & 0x80000000u;
-    x = fabsf(x);
-    y = fabsf(y);
-    float q = sign_x ? -2.0f : 0.0f;
-    if (y > x) { /* rotate by pi/2 */
-        const float x0 = x;
-        x = y;
-        y = -x0;
-        q = q + 1.0f;
-    }
+    const float ax = fabsf(x), ay = fabsf(y);
+    const int rotate = ay > ax; /* by pi/2 */
+    x = rotate ? ay : ax;
+    y = rotate ? -ax : ay;
+    const float q = (sign_x ? -2.0f : 0.0f) + (rotate ? 1.0f : 0.0f);
     const float s = y / x;
     float t = s * s;
     float u = 0.00282363896258175373077393f;
@@ -59,14 +55,12 @@ static float atan2_approx(float y, float x)
     t = MUL_ADD(t * s, u, s);
     t = MUL_ADD(q, (float)(M_PI / 2.0), t);
     t = from_bits(bits(t) ^ sign_x);
-    if (x == 0.0f)
-        t = (float)(M_PI / 2.0);
-    if (y == 0.0f)
-        t = sign_x ? (float)M_PI : 0.0f;
+    t = x == 0.0f ? (float)(M_PI / 2.0) : t;
+    t = y == 0.0f ? (sign_x ? (float)M_PI : 0.0f) : t;
     return from_bits(bits(t) ^ sign_y);
 }
 
-static void sincos_approx(float x, float *s, float *c)
+static inline void sincos_approx(float x, float *s, float *c)
 {
     uint32_t sign_sin = bits(x) & 0x80000000u;
     x = fabsf(x);
@@ -105,13 +99,10 @@ static void sincos_approx(float x, float *s, float *c)
     *c = from_bits(bits(cosine) ^ sign_cos);
 }
 
-static void eigen3(float a00, float a01, float a02, float a11, float a12, float a22, float *ev)
+static inline void eigen3(float a00, float a01, float a02, float a11, float a12, float a22, float *ev)
 {
-    const float m = vmax(vmax(vmax(fabsf(a00), fabsf(a01)), vmax(fabsf(a02), fabsf(a11))), vmax(fabsf(a12), fabsf(a22)));
-    if (m == 0.0f) {
-        ev[0] = ev[1] = ev[2] = 0.0f;
-        return;
-    }
+    const float largest = vmax(vmax(vmax(fabsf(a00), fabsf(a01)), vmax(fabsf(a02), fabsf(a11))), vmax(fabsf(a12), fabsf(a22)));
+    const float m = largest == 0.0f ? 1.0f : largest; /* an all-zero matrix gives zeros below */
     a00 /= m; a01 /= m; a02 /= m; a11 /= m; a12 /= m; a22 /= m;
     const float inv3 = (float)(1.0 / 3.0), root3 = sqrtf(3.0f);
     const float c0 = (a00 * a11) * a22 + ((2.0f * a01) * a02) * a12 - (a00 * a12) * a12 - (a11 * a02) * a02 - (a22 * a01) * a01;
@@ -130,9 +121,158 @@ static void eigen3(float a00, float a01, float a02, float a11, float a12, float 
     const float r2 = c2_div3 - magnitude * (cs - root3 * sn);
     const float lo01 = vmin(r0, r1), hi01 = vmax(r0, r1);
     const float smallest = vmin(lo01, r2), rest = vmax(lo01, r2);
-    ev[2] = smallest * m;
-    ev[1] = vmin(hi01, rest) * m;
-    ev[0] = vmax(hi01, rest) * m;
+    ev[2] = largest == 0.0f ? 0.0f : smallest * m;
+    ev[1] = largest == 0.0f ? 0.0f : vmin(hi01, rest) * m;
+    ev[0] = largest == 0.0f ? 0.0f : vmax(hi01, rest) * m;
+}
+
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define HAVE_AVX2_CLONE 1
+
+/* The same steps as atan2_approx, sincos_approx and eigen3, eight voxels at a time. */
+__attribute__((target("avx2"))) static inline __m256 atan2_avx2(__m256 y, __m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256 sign_x = _mm256_and_ps(x, sign), sign_y = _mm256_and_ps(y, sign);
+    const __m256 ax = _mm256_andnot_ps(sign, x), ay = _mm256_andnot_ps(sign, y);
+    const __m256 rotate = _mm256_cmp_ps(ay, ax, _CMP_GT_OS);
+    x = _mm256_blendv_ps(ax, ay, rotate);
+    y = _mm256_blendv_ps(ay, _mm256_xor_ps(ax, sign), rotate);
+    const __m256 q = _mm256_add_ps(_mm256_blendv_ps(zero, _mm256_set1_ps(-2.0f), sign_x),
+                                   _mm256_and_ps(rotate, _mm256_set1_ps(1.0f)));
+    const __m256 s = _mm256_div_ps(y, x);
+    __m256 t = _mm256_mul_ps(s, s);
+    static const float c[8] = {0.00282363896258175373077393f, -0.0159569028764963150024414f,
+                               0.0425049886107444763183594f, -0.0748900920152664184570312f,
+                               0.106347933411598205566406f,  -0.142027363181114196777344f,
+                               0.199926957488059997558594f,  -0.333331018686294555664062f};
+    __m256 u = _mm256_set1_ps(c[0]);
+    for (int k = 1; k < 8; ++k)
+        u = _mm256_add_ps(_mm256_mul_ps(t, u), _mm256_set1_ps(c[k]));
+    t = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(t, s), u), s);
+    t = _mm256_add_ps(_mm256_mul_ps(q, _mm256_set1_ps((float)(M_PI / 2.0))), t);
+    t = _mm256_xor_ps(t, sign_x);
+    t = _mm256_blendv_ps(t, _mm256_set1_ps((float)(M_PI / 2.0)), _mm256_cmp_ps(x, zero, _CMP_EQ_OQ));
+    t = _mm256_blendv_ps(t, _mm256_blendv_ps(zero, _mm256_set1_ps((float)M_PI), sign_x), _mm256_cmp_ps(y, zero, _CMP_EQ_OQ));
+    return _mm256_xor_ps(t, sign_y);
+}
+
+__attribute__((target("avx2"))) static inline void sincos_avx2(__m256 x, __m256 *s, __m256 *c)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 sign_sin = _mm256_and_ps(x, sign);
+    x = _mm256_andnot_ps(sign, x);
+    __m256i j = _mm256_cvttps_epi32(_mm256_mul_ps(x, _mm256_set1_ps(1.27323954473516f)));
+    j = _mm256_and_si256(_mm256_add_epi32(j, _mm256_set1_epi32(1)), _mm256_set1_epi32(~1));
+    const __m256 y = _mm256_cvtepi32_ps(j);
+    const __m256 swap_sign_sin = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(j, _mm256_set1_epi32(4)), 29));
+    const __m256 sin_poly = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(j, _mm256_set1_epi32(2)), _mm256_setzero_si256()));
+    x = _mm256_add_ps(x, _mm256_mul_ps(y, _mm256_set1_ps(-0.78515625f)));
+    x = _mm256_add_ps(x, _mm256_mul_ps(y, _mm256_set1_ps(-2.4187564849853515625e-4f)));
+    x = _mm256_add_ps(x, _mm256_mul_ps(y, _mm256_set1_ps(-3.77489497744594108e-8f)));
+    const __m256 sign_cos = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_andnot_si256(_mm256_sub_epi32(j, _mm256_set1_epi32(2)), _mm256_set1_epi32(4)), 29));
+    sign_sin = _mm256_xor_ps(sign_sin, swap_sign_sin);
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 yc = _mm256_mul_ps(_mm256_set1_ps(2.443315711809948E-005f), z);
+    yc = _mm256_mul_ps(_mm256_add_ps(yc, _mm256_set1_ps(-1.388731625493765E-003f)), z);
+    yc = _mm256_mul_ps(_mm256_add_ps(yc, _mm256_set1_ps(4.166664568298827E-002f)), z);
+    yc = _mm256_mul_ps(yc, z);
+    yc = _mm256_sub_ps(yc, _mm256_mul_ps(z, _mm256_set1_ps(0.5f)));
+    yc = _mm256_add_ps(yc, _mm256_set1_ps(1.0f));
+    __m256 ys = _mm256_mul_ps(_mm256_set1_ps(-1.9515295891E-4f), z);
+    ys = _mm256_mul_ps(_mm256_add_ps(ys, _mm256_set1_ps(8.3321608736E-3f)), z);
+    ys = _mm256_mul_ps(_mm256_add_ps(ys, _mm256_set1_ps(-1.6666654611E-1f)), z);
+    ys = _mm256_add_ps(_mm256_mul_ps(ys, x), x);
+    *s = _mm256_xor_ps(_mm256_blendv_ps(yc, ys, sin_poly), sign_sin);
+    *c = _mm256_xor_ps(_mm256_blendv_ps(ys, yc, sin_poly), sign_cos);
+}
+
+__attribute__((target("avx2"))) static Py_ssize_t solve_avx2(const float *const *a, float *const *e, Py_ssize_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const __m256 two = _mm256_set1_ps(2.0f), half = _mm256_set1_ps(0.5f);
+    const __m256 inv3 = _mm256_set1_ps((float)(1.0 / 3.0)), root3 = _mm256_set1_ps(sqrtf(3.0f));
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x00 = _mm256_loadu_ps(a[0] + i), x01 = _mm256_loadu_ps(a[1] + i), x02 = _mm256_loadu_ps(a[2] + i);
+        __m256 x11 = _mm256_loadu_ps(a[3] + i), x12 = _mm256_loadu_ps(a[4] + i), x22 = _mm256_loadu_ps(a[5] + i);
+#define ABS(v) _mm256_andnot_ps(sign, v)
+        const __m256 largest = _mm256_max_ps(_mm256_max_ps(_mm256_max_ps(ABS(x00), ABS(x01)), _mm256_max_ps(ABS(x02), ABS(x11))),
+                                             _mm256_max_ps(ABS(x12), ABS(x22)));
+#undef ABS
+        const __m256 all_zero = _mm256_cmp_ps(largest, zero, _CMP_EQ_OQ);
+        const __m256 m = _mm256_blendv_ps(largest, one, all_zero);
+        x00 = _mm256_div_ps(x00, m); x01 = _mm256_div_ps(x01, m); x02 = _mm256_div_ps(x02, m);
+        x11 = _mm256_div_ps(x11, m); x12 = _mm256_div_ps(x12, m); x22 = _mm256_div_ps(x22, m);
+        __m256 c0 = _mm256_mul_ps(_mm256_mul_ps(x00, x11), x22);
+        c0 = _mm256_add_ps(c0, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(two, x01), x02), x12));
+        c0 = _mm256_sub_ps(c0, _mm256_mul_ps(_mm256_mul_ps(x00, x12), x12));
+        c0 = _mm256_sub_ps(c0, _mm256_mul_ps(_mm256_mul_ps(x11, x02), x02));
+        c0 = _mm256_sub_ps(c0, _mm256_mul_ps(_mm256_mul_ps(x22, x01), x01));
+        __m256 c1 = _mm256_sub_ps(_mm256_mul_ps(x00, x11), _mm256_mul_ps(x01, x01));
+        c1 = _mm256_add_ps(c1, _mm256_mul_ps(x00, x22));
+        c1 = _mm256_sub_ps(c1, _mm256_mul_ps(x02, x02));
+        c1 = _mm256_add_ps(c1, _mm256_mul_ps(x11, x22));
+        c1 = _mm256_sub_ps(c1, _mm256_mul_ps(x12, x12));
+        const __m256 c2 = _mm256_add_ps(_mm256_add_ps(x00, x11), x22);
+        const __m256 c2_div3 = _mm256_mul_ps(c2, inv3);
+        const __m256 a_div3 = _mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(c1, _mm256_mul_ps(c2, c2_div3)), inv3), zero);
+        const __m256 mb_div2 = _mm256_mul_ps(
+            half, _mm256_add_ps(c0, _mm256_mul_ps(c2_div3, _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(two, c2_div3), c2_div3), c1))));
+        const __m256 q = _mm256_min_ps(
+            _mm256_add_ps(_mm256_mul_ps(mb_div2, mb_div2), _mm256_mul_ps(_mm256_mul_ps(a_div3, a_div3), a_div3)), zero);
+        const __m256 magnitude = _mm256_sqrt_ps(_mm256_xor_ps(a_div3, sign));
+        const __m256 angle = _mm256_mul_ps(atan2_avx2(_mm256_sqrt_ps(_mm256_xor_ps(q, sign)), mb_div2), inv3);
+        __m256 sn, cs;
+        sincos_avx2(angle, &sn, &cs);
+        const __m256 r0 = _mm256_add_ps(c2_div3, _mm256_mul_ps(_mm256_mul_ps(two, magnitude), cs));
+        const __m256 r1 = _mm256_sub_ps(c2_div3, _mm256_mul_ps(magnitude, _mm256_add_ps(cs, _mm256_mul_ps(root3, sn))));
+        const __m256 r2 = _mm256_sub_ps(c2_div3, _mm256_mul_ps(magnitude, _mm256_sub_ps(cs, _mm256_mul_ps(root3, sn))));
+        const __m256 lo01 = _mm256_min_ps(r0, r1), hi01 = _mm256_max_ps(r0, r1);
+        const __m256 smallest = _mm256_min_ps(lo01, r2), rest = _mm256_max_ps(lo01, r2);
+        _mm256_storeu_ps(e[2] + i, _mm256_andnot_ps(all_zero, _mm256_mul_ps(smallest, m)));
+        _mm256_storeu_ps(e[1] + i, _mm256_andnot_ps(all_zero, _mm256_mul_ps(_mm256_min_ps(hi01, rest), m)));
+        _mm256_storeu_ps(e[0] + i, _mm256_andnot_ps(all_zero, _mm256_mul_ps(_mm256_max_ps(hi01, rest), m)));
+    }
+    return i;
+}
+#else
+#define HAVE_AVX2_CLONE 0
+#endif
+
+static int forced = -1; /* -1: decide by the CPU; 0: portable loop only (tests) */
+
+static int use_avx2(void)
+{
+#if HAVE_AVX2_CLONE
+    if (forced >= 0)
+        return forced;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+static void solve_all(const float *const *a, float *const *e, Py_ssize_t n)
+{
+    const float *a00 = a[0], *a01 = a[1], *a02 = a[2], *a11 = a[3], *a12 = a[4], *a22 = a[5];
+    float *e0 = e[0], *e1 = e[1], *e2 = e[2];
+    Py_ssize_t i = 0;
+#if HAVE_AVX2_CLONE
+    if (use_avx2())
+        i = solve_avx2(a, e, n);
+#endif
+    for (; i < n; ++i) {
+        float ev[3];
+        eigen3(a00[i], a01[i], a02[i], a11[i], a12[i], a22[i], ev);
+        e0[i] = ev[0];
+        e1[i] = ev[1];
+        e2[i] = ev[2];
+    }
 }
 
 static PyObject *eigenvalues3(PyObject *self, PyObject *args)
@@ -157,13 +297,7 @@ static PyObject *eigenvalues3(PyObject *self, PyObject *args)
         for (int k = 0; k < 3; ++k)
             e[k] = (float *)out[k].buf;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; ++i) {
-            float ev[3];
-            eigen3(a[0][i], a[1][i], a[2][i], a[3][i], a[4][i], a[5][i], ev);
-            e[0][i] = ev[0];
-            e[1][i] = ev[1];
-            e[2][i] = ev[2];
-        }
+        solve_all(a, e, n);
         Py_END_ALLOW_THREADS
         Py_INCREF(Py_None);
         result = Py_None;
@@ -179,7 +313,18 @@ done:
     return result;
 }
 
+static PyObject *force_path(PyObject *self, PyObject *args)
+{
+    int path;
+    if (!PyArg_ParseTuple(args, "i", &path))
+        return NULL;
+    forced = path < 0 ? -1 : (path > 0 && HAVE_AVX2_CLONE);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"force_path", force_path, METH_VARARGS,
+     "force_path(p): 0 = the portable loop, 1 = the AVX2 loop (if compiled), -1 = decide by the CPU."},
     {"eigenvalues3", eigenvalues3, METH_VARARGS,
      "eigenvalues3(a00, a01, a02, a11, a12, a22, ev0, ev1, ev2)\n\n"
      "Eigenvalues (largest first) of the symmetric 3x3 matrices given by six contiguous float32 arrays."},
