@@ -83,6 +83,15 @@ def ram_budget_from_env(environ: dict[str, str] | None = None) -> float:
     return max(available_memory_mb() * 0.5, float(MIN_RAM_MB))
 
 
+def resident_memory_mb() -> float:
+    """This process's resident memory now, in MiB (0 where the OS does not say)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
 def available_memory_mb() -> float:
     """Memory available to new allocations, in MiB (Linux ``MemAvailable``, else physical memory)."""
     try:

@@ -4,9 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-# Per-voxel working set of one block, in float32 units, besides the feature and output channels:
-# the raw channels, one presmoothed image, and the partial derivatives a 3D scale keeps alive.
-_TEMPORARIES = 12
+# Float32 temporaries alive while one scale's features are computed, per voxel of the block with
+# its halo ("outer") and per voxel of the block ("inner"), measured with tracemalloc on the
+# full-feature projects (the worst case): the presmoothed image, the partial separable passes
+# each feature shares, and the structure tensor's products. In 2D every array spans about the
+# outer box; in 3D most are cropped towards the inner box after the first passes.
+_TEMPORARIES_2D = (36, 0)
+_TEMPORARIES_3D = (4, 48)
+# Per inner voxel and class, the forest stage: scores, probabilities and the derived export.
+_PER_CLASS = 4
 
 
 @dataclass(frozen=True)
@@ -26,20 +32,28 @@ class Block:
         return tuple(b - a for a, b in zip(self.start, self.stop))
 
 
-def block_cost_bytes(side: tuple[int, int, int], halo: tuple[int, int, int], channels_in: int, channels_out: int) -> int:
-    """Estimated peak bytes while one block of ``side`` is computed."""
+def block_cost_bytes(
+    side: tuple[int, int, int], halo: tuple[int, int, int], channels_in: int, n_features: int, n_classes: int
+) -> int:
+    """Estimated peak bytes while one block of ``side`` (z, y, x) is computed and predicted.
+
+    The raw channels and one scale's temporaries over the block with its halo, the feature
+    matrix over the block, and the forest stage's arrays.
+    """
     inner = side[0] * side[1] * side[2]
     outer = 1
     for n, h in zip(side, halo):
         outer *= n + 2 * h
-    return 4 * (outer * (channels_in + _TEMPORARIES) + inner * (channels_out + 2))
+    per_outer, per_inner = _TEMPORARIES_3D if side[0] > 1 else _TEMPORARIES_2D
+    return 4 * (outer * (channels_in + per_outer) + inner * (n_features + per_inner + _PER_CLASS * n_classes))
 
 
 def choose_block_shape(
     region_shape: tuple[int, int, int],
     halo: tuple[int, int, int],
     channels_in: int,
-    channels_out: int,
+    n_features: int,
+    n_classes: int,
     budget_bytes: float,
     workers: int,
 ) -> tuple[int, int, int]:
@@ -56,7 +70,7 @@ def choose_block_shape(
     lo, hi = 1, max(region_shape)
     while lo < hi:  # largest side that fits
         mid = (lo + hi + 1) // 2
-        if block_cost_bytes(shape_for(mid), halo, channels_in, channels_out) <= per_worker:
+        if block_cost_bytes(shape_for(mid), halo, channels_in, n_features, n_classes) <= per_worker:
             lo = mid
         else:
             hi = mid - 1

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backend import Backend, select_backend
-from ..config import RunConfig
+from ..config import RunConfig, resident_memory_mb
 from ..errors import UsageError, UserError
 from ..export import ExportTransform, derive_from_probabilities, resolve_source
 from ..features.compute import compute_features
@@ -183,6 +183,18 @@ def execute_plan(config: RunConfig, project: Project, backend: Backend, forest: 
     return LaneResult(lane.source.display, lane_plan.final_path, blocks)
 
 
+# Share of the budget left after the interpreter that blocks may use; the rest covers allocator
+# slack, I/O buffers and the results waiting to be written.
+_BLOCK_SHARE = 0.85
+_MIN_BLOCK_BUDGET = 64 * 2**20
+
+
+def block_budget_bytes(config: RunConfig) -> float:
+    """Bytes the blocks in flight may use: ``LAZYFLOW_TOTAL_RAM_MB`` minus what the process holds now."""
+    free = (config.ram_budget_mb - resident_memory_mb()) * 2**20
+    return max(free * _BLOCK_SHARE, _MIN_BLOCK_BUDGET)
+
+
 def _write_blocks(config: RunConfig, task: BlockTask, region, out_axes: str, transform: ExportTransform, writer) -> int:
     """Compute every block (in a thread pool) and write each as it arrives; returns the block count."""
     spatial_start = tuple(region[a][0] for a in "zyx")
@@ -193,7 +205,7 @@ def _write_blocks(config: RunConfig, task: BlockTask, region, out_axes: str, tra
     halo = tuple(min(h, n) for h, n in zip((z_halo, plan.max_halo, plan.max_halo), task.lane.shape[1:4]))
     workers = max(config.threads, 1)
     block_shape = choose_block_shape(
-        region_shape, halo, task.lane.n_channels, plan.n_features + task.n_classes, config.ram_budget_mb * 2**20, workers
+        region_shape, halo, task.lane.n_channels, plan.n_features, task.n_classes, block_budget_bytes(config), workers
     )
     blocks = list(iter_blocks(range(*region["t"]), spatial_start, spatial_stop, block_shape))
     total = len(blocks)
