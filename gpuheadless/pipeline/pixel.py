@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +28,7 @@ from ..project.ilp import Project, read_project
 from .blocks import Block, choose_block_shape, iter_blocks
 from .export_plan import LanePlan, check_filename_options, effective_format, open_lane, open_mask, plan_lane
 from .lane import Lane
+from .timing import StageClock
 from .training import resolve_classifier
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class BlockTask:
     channels: slice
     mask: Lane | None
     threads: int
+    clock: StageClock = field(default_factory=StageClock)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class LaneResult:
     input: str
     output: str
     blocks: int
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def compute_block(task: BlockTask, block: Block) -> np.ndarray:
@@ -73,11 +76,20 @@ def compute_block(task: BlockTask, block: Block) -> np.ndarray:
     region = tuple(
         slice(max(0, a - h), min(n, b + h)) for a, b, h, n in zip(block.start, block.stop, halo, lane.shape[1:4])
     )
-    image = bk.asarray(lane.read(block.t, region))
+    with task.clock.measure("read"):
+        image = bk.asarray(lane.read(block.t, region))
     interior = tuple(slice(a - r.start, b - r.start) for a, b, r in zip(block.start, block.stop, region))
-    features = compute_features(bk, image, plan, interior, region[2].start, lane.shape[3])
+    with task.clock.measure("features"):
+        features = compute_features(bk, image, plan, interior, region[2].start, lane.shape[3])
     if task.source == "Features":
         return bk.to_host(bk.xp.moveaxis(features, 0, -1)[..., task.channels])
+    with task.clock.measure("forest"):
+        return _classify(task, features, shape, mask)
+
+
+def _classify(task: BlockTask, features: Any, shape: tuple[int, int, int], mask: np.ndarray | None) -> np.ndarray:
+    """Forest probabilities of a block's features, masked, as the export source."""
+    bk, plan = task.backend, task.plan
     rows = features.reshape(plan.n_features, -1).T
     scores = predict_proba(task.forest, rows, bk, task.threads)
     probabilities = bk.xp.zeros((rows.shape[0], task.n_classes), dtype=bk.xp.float32)
@@ -170,7 +182,8 @@ def execute_plan(config: RunConfig, project: Project, backend: Backend, forest: 
             task = BlockTask(backend, lane, lane_plan.plan, forest, source, project.n_classes,
                              slice(*region["c"]), mask, 1)
             blocks = _write_blocks(config, task, region, lane_plan.out_axes, lane_plan.transform, writer)
-            writer.commit()
+            with task.clock.measure("write"):
+                writer.commit()
         except BaseException:
             writer.abort()
             raise
@@ -180,7 +193,8 @@ def execute_plan(config: RunConfig, project: Project, backend: Backend, forest: 
             mask.source.close()
     shown = lane_plan.final_path + (f"/{lane_plan.internal_path}" if lane_plan.output_format in ("hdf5", "compressed hdf5") else "")
     log.info("Exported %s of %s to %s", source, lane.source.display, shown)
-    return LaneResult(lane.source.display, lane_plan.final_path, blocks)
+    log.debug("Timing (summed over worker threads): %s", task.clock.summary())
+    return LaneResult(lane.source.display, lane_plan.final_path, blocks, dict(task.clock.seconds))
 
 
 # Share of the budget left after the interpreter that blocks may use; the rest covers allocator
@@ -212,6 +226,10 @@ def _write_blocks(config: RunConfig, task: BlockTask, region, out_axes: str, tra
     log.debug("%d block(s) of %s (z,y,x) with halo %s", total, block_shape, halo)
 
     def store(block: Block, values: np.ndarray) -> None:
+        with task.clock.measure("write"):
+            _store(block, values)
+
+    def _store(block: Block, values: np.ndarray) -> None:
         data = transform.apply(values)
         where = {"t": slice(block.t - region["t"][0], block.t - region["t"][0] + 1)}
         for axis, a, b, origin in zip("zyx", block.start, block.stop, spatial_start):
