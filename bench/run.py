@@ -1,113 +1,188 @@
-"""Benchmark: gpuheadless on the BENCH.md inputs, wall time and peak memory of the whole command.
+"""Benchmark: throughput and memory of gpuheadless against ilastik and the usual alternative.
 
-Regenerates ``synth2d_2048.h5`` (and with ``--3d`` ``synth3d_256.h5``) as ../shared/data/ilastik/BENCH.md
-describes them (the checksums are verified), then runs
-``gpuheadless --project=<full-feature project> <input>`` as a separate process with
-``LAZYFLOW_THREADS=2`` and ``LAZYFLOW_TOTAL_RAM_MB=512`` (ilastik's best configuration there) and
-reports the median of ``--repeat`` runs after one warm-up.
+One command regenerates the inputs of ../shared/data/ilastik/BENCH.md (checksums verified) and
+runs, one after the other, on the same full-feature projects and images:
 
-    python bench/run.py [--3d] [--repeat 3] [--device cpu]
+* gpuheadless on the CPU, and on the GPU when one is usable;
+* the do-it-yourself alternative: scikit-image ``multiscale_basic_features`` + scikit-learn
+  ``RandomForestClassifier`` (100 trees), see bench/diy.py (needs ``pip install '.[bench]'``);
+* real ilastik when the environment variable ``ILASTIK`` names its launcher (else skipped).
+
+Cases: 2D 2048x2048 and 3D 256^3, plus a sweep of 2D sizes. Every run is a fresh process with
+``LAZYFLOW_THREADS=2`` and ``LAZYFLOW_TOTAL_RAM_MB=512`` (ilastik's best configuration in
+BENCH.md); the median of ``--repeat`` runs after one warm-up is reported with Mvox/s, peak RSS
+and the split between reading, features, forest and writing. Results go to the terminal and to
+bench/results/ as JSON, Markdown and a PNG plot.
+
+    python bench/run.py [--repeat 3] [--skip-3d] [--skip-sweep] [--systems gpuheadless-cpu diy]
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
+import datetime
+import json
 import os
-import resource
+import platform
+import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-
-import h5py
-import numpy as np
-from scipy import ndimage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from inputs import SWEEP_2D, make_inputs, sweep_input  # noqa: E402
+from measure import measure  # noqa: E402
+from plot import line_plot  # noqa: E402
+
 DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "ilastik"))
-CACHE = os.path.join(HERE, "data")
-SHA256 = {
-    "synth2d_2048.h5": "c23f2bb108d82338697070b4bbd35a48155f3b4c7b46392288b001f64d01d504",
-    "synth3d_256.h5": "b177c6cc3e7c1d5c1a45bb584ea3e4df7119531e0f3ec192e99be7134f1622d4",
-}
-ILASTIK_FIGURES = {"2d": (5.8, 499), "3d": (21.0, 590)}  # BENCH.md, 512 MiB budget: wall s, peak MiB
+RESULTS = os.path.join(HERE, "results")
+PROJECTS = {"2d": "PixelClassification2d_allfeatures.ilp", "3d": "PixelClassification3d_allfeatures.ilp"}
+TRAINING = {"2d": "inputs/2d.h5/data", "3d": "inputs/3d.h5/data"}
+# BENCH.md, real ilastik 1.4.2 with LAZYFLOW_TOTAL_RAM_MB=512: wall s, peak MiB.
+ILASTIK_BENCH_MD = {"2d": (5.8, 499), "3d": (21.0, 590)}
+ENV = {"LAZYFLOW_THREADS": "2", "LAZYFLOW_TOTAL_RAM_MB": "512"}
+_TIMING = re.compile(r"(read|features|forest|write) ([0-9.]+) s")
 
 
-def _blobs(rng: np.random.Generator, shape: tuple[int, ...], n_blobs: int, rmin: float, rmax: float) -> np.ndarray:
-    """BENCH.md's generator: blobs, uneven background, blur, noise, uint8."""
-    nd = len(shape)
-    image = np.zeros(shape, np.float32)
-    centres = [rng.integers(0, n, n_blobs) for n in shape]
-    radii = rng.uniform(rmin, rmax, n_blobs)
-    for i in range(n_blobs):
-        r = radii[i]
-        c = [centres[d][i] for d in range(nd)]
-        box = tuple(slice(max(0, int(c[d] - r - 1)), min(shape[d], int(c[d] + r + 2))) for d in range(nd))
-        coords = [np.arange(box[d].start, box[d].stop).reshape([-1 if k == d else 1 for k in range(nd)]) for d in range(nd)]
-        inside = sum((coords[d] - c[d]) ** 2 for d in range(nd)) <= r * r
-        image[box][inside] = np.maximum(image[box][inside], rng.uniform(0.6, 1.0))
-    background = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=min(shape) / 16)
-    background = (background - background.min()) / (background.max() - background.min() + 1e-9)
-    image = ndimage.gaussian_filter(image, 1.5) * 150 + 30 + 30 * background
-    image += rng.normal(0, 12, shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
+def _gpu_reason() -> str:
+    """Empty if gpuheadless can use a GPU here, else why not."""
+    from gpuheadless.backend import probe_gpu, select_backend
+    from gpuheadless.errors import UserError
+
+    backend, reason = probe_gpu()
+    if backend is None:
+        return reason
+    try:
+        select_backend("gpu")
+    except UserError as exc:
+        return str(exc)
+    return ""
 
 
-def make_inputs() -> dict[str, str]:
-    """Create (once) and verify the benchmark inputs; returns name -> path."""
-    os.makedirs(CACHE, exist_ok=True)
-    paths = {name: os.path.join(CACHE, name) for name in SHA256}
-    if not all(os.path.exists(p) for p in paths.values()):
-        rng = np.random.default_rng(42)  # one generator: the 2D image first, then the 3D one
-        for name, args, chunks in (("synth2d_2048.h5", ((2048, 2048), 2500, 4, 14), (256, 256)),
-                                   ("synth3d_256.h5", ((256, 256, 256), 1500, 3, 9), (64, 64, 64))):
-            array = _blobs(rng, *args)
-            with h5py.File(paths[name], "w") as f:
-                f.create_dataset("data", data=array, chunks=chunks)
-    for name, path in paths.items():
-        with h5py.File(path, "r") as f:
-            digest = hashlib.sha256(np.ascontiguousarray(f["data"][()]).tobytes()).hexdigest()
-        if digest != SHA256[name]:
-            raise SystemExit(f"{path}: checksum {digest} differs from BENCH.md's; delete it and rerun")
-    return paths
+def _commands(system: str, case: str, image: str, out_dir: str) -> list[str] | None:
+    project = os.path.join(DATA, "projects", PROJECTS[case])
+    if system.startswith("gpuheadless"):
+        device = "gpu" if system.endswith("gpu") else "cpu"
+        return [sys.executable, "-m", "gpuheadless", "--headless", f"--project={project}", "--export_source=Probabilities",
+                "--output_format=hdf5", f"--output_filename_format={out_dir}/{system}.h5", f"--device={device}", "--debug",
+                f"{image}/data"]
+    if system == "diy":
+        return [sys.executable, os.path.join(HERE, "diy.py"), "--project", project, "--training",
+                os.path.join(DATA, TRAINING[case]), "--input", f"{image}/data", "--output", f"{out_dir}/diy.npy"]
+    if system == "ilastik":
+        return [os.environ["ILASTIK"], "--headless", f"--project={project}", "--export_source=Probabilities",
+                "--output_format=hdf5", f"--output_filename_format={out_dir}/ilastik.h5", f"{image}/data"]
+    raise ValueError(system)
 
 
-def run_once(project: str, image: str, out: str, device: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one gpuheadless process."""
-    env = dict(os.environ, LAZYFLOW_THREADS="2", LAZYFLOW_TOTAL_RAM_MB="512")
-    cmd = [sys.executable, "-m", "gpuheadless", "--headless", f"--project={project}", "--export_source=Probabilities",
-           "--output_format=hdf5", f"--output_filename_format={out}", f"--device={device}", f"{image}/data"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    wall = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024.0
+def run(system: str, case: str, image: str, voxels: int, repeat: int) -> dict:
+    """Warm-up plus ``repeat`` measured runs; the median figures."""
+    env = dict(os.environ, **ENV)
+    with tempfile.TemporaryDirectory() as out_dir:
+        cmd = _commands(system, case, image, out_dir)
+        runs = [measure(cmd, env) for _ in range(repeat + 1)][1:]
+    failed = [r for r in runs if r["returncode"] != 0]
+    if failed:
+        return {"system": system, "case": case, "voxels": voxels, "error": failed[0]["stderr"].strip().splitlines()[-1:]}
+    wall = statistics.median(r["wall_s"] for r in runs)
+    stages = {}
+    for r in runs:
+        for stage, seconds in _TIMING.findall(r["stderr"]):
+            stages.setdefault(stage, []).append(float(seconds))
+    return {
+        "system": system, "case": case, "voxels": voxels, "wall_s": wall, "mvox_s": voxels / wall / 1e6,
+        "peak_mib": max(r["peak_mib"] for r in runs), "runs": [r["wall_s"] for r in runs],
+        "stages_s": {k: statistics.median(v) for k, v in stages.items()},
+    }
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| system | case | voxels | wall s (median) | Mvox/s | peak RSS MiB | read / features / forest / write s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | failed: {' '.join(r['error'])} | | | |")
+            continue
+        stages = " / ".join(f"{r['stages_s'][k]:.2f}" if k in r["stages_s"] else "–" for k in ("read", "features", "forest", "write"))
+        lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | {r['wall_s']:.2f} | {r['mvox_s']:.2f} | "
+                     f"{r['peak_mib']:.0f} | {stages} |")
+    for case, (wall, peak) in ILASTIK_BENCH_MD.items():
+        voxels = 2048 * 2048 if case == "2d" else 256**3
+        lines.append(f"| ilastik 1.4.2 (BENCH.md) | {case} | {voxels:,} | {wall:.2f} | {voxels / wall / 1e6:.2f} | {peak} | – |")
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--3d", dest="three_d", action="store_true", help="also run the 256^3 volume")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per case (after one warm-up)")
+    parser.add_argument("--skip-3d", action="store_true")
+    parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--systems", nargs="+", default=["gpuheadless-cpu", "gpuheadless-gpu", "diy", "ilastik"])
     args = parser.parse_args()
     inputs = make_inputs()
-    cases = [("2d", "PixelClassification2d_allfeatures.ilp", inputs["synth2d_2048.h5"], 2048 * 2048)]
-    if args.three_d:
-        cases.append(("3d", "PixelClassification3d_allfeatures.ilp", inputs["synth3d_256.h5"], 256**3))
-    print(f"{'case':5s} {'median wall s':>14s} {'Mvox/s':>8s} {'peak MiB':>9s}   ilastik 1.4.2 (BENCH.md, 512 MiB budget)")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, project, image, voxels in cases:
-            out = os.path.join(tmp, f"{name}.h5")
-            run_once(os.path.join(DATA, "projects", project), image, out, args.device)  # warm-up
-            runs = [run_once(os.path.join(DATA, "projects", project), image, out, args.device) for _ in range(args.repeat)]
-            wall = statistics.median(r[0] for r in runs)
-            peak = max(r[1] for r in runs)
-            ref_wall, ref_peak = ILASTIK_FIGURES[name]
-            print(f"{name:5s} {wall:14.2f} {voxels / wall / 1e6:8.2f} {peak:9.0f}   {ref_wall:.1f} s, "
-                  f"{voxels / ref_wall / 1e6:.2f} Mvox/s, {ref_peak} MiB")
+    systems, skipped = [], {}
+    for system in args.systems:
+        if system == "gpuheadless-gpu" and (reason := _gpu_reason()):
+            skipped[system] = reason
+        elif system == "diy" and not _importable("skimage"):
+            skipped[system] = "scikit-image is not installed (pip install '.[bench]')"
+        elif system == "ilastik" and not os.environ.get("ILASTIK"):
+            skipped[system] = "set ILASTIK to ilastik's launcher to include it; BENCH.md's figures are shown instead"
+        else:
+            systems.append(system)
+    for system, reason in skipped.items():
+        print(f"skipped {system}: {reason}")
+    cases = [("2d", inputs["synth2d_2048.h5"], 2048 * 2048)]
+    if not args.skip_3d:
+        cases.append(("3d", inputs["synth3d_256.h5"], 256**3))
+    rows = []
+    for system in systems:
+        for case, image, voxels in cases:
+            rows.append(run(system, case, image, voxels, args.repeat))
+            print(_table([rows[-1]])[2])
+    sweep = []
+    if not args.skip_sweep:
+        for system in systems:
+            for side in SWEEP_2D:
+                sweep.append(run(system, "2d", sweep_input(side), side * side, args.repeat))
+                print(_table([sweep[-1]])[2])
+    _write_results(rows, sweep, skipped, args)
     return 0
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _write_results(rows: list[dict], sweep: list[dict], skipped: dict, args: argparse.Namespace) -> None:
+    os.makedirs(RESULTS, exist_ok=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}"
+    stamp = datetime.date.today().isoformat()
+    doc = {"date": stamp, "machine": machine, "env": ENV, "repeat": args.repeat, "cases": rows, "sweep": sweep,
+           "skipped": skipped, "ilastik_bench_md": ILASTIK_BENCH_MD}
+    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    lines = [f"Benchmark of {stamp} on {machine}; LAZYFLOW_THREADS=2, LAZYFLOW_TOTAL_RAM_MB=512, median of {args.repeat}.", ""]
+    lines += _table(rows) + [""]
+    if sweep:
+        lines += ["Size sweep (2D):", ""] + _table(sweep)[:-2] + [""]
+    lines += [f"Skipped: {s}: {r}" for s, r in skipped.items()]
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    series = {}
+    for r in sweep:
+        if "error" not in r:
+            series.setdefault(r["system"], []).append((r["voxels"] / 1e6, r["mvox_s"]))
+    if series:
+        ilastik = ILASTIK_BENCH_MD["2d"]
+        series["ilastik 1.4.2 (BENCH.md, 2048x2048)"] = [(2048 * 2048 / 1e6, 2048 * 2048 / ilastik[0] / 1e6)]
+        line_plot(os.path.join(RESULTS, "throughput.png"), series, "image size (Mpx, log scale)", "throughput (Mpx/s)",
+                  f"2D throughput, 2 threads, 512 MiB budget ({stamp})")
+    print("\n".join(lines))
+    print(f"written: {RESULTS}/latest.json, latest.md" + (", throughput.png" if series else ""))
 
 
 if __name__ == "__main__":

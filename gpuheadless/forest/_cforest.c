@@ -198,8 +198,9 @@ static PyObject *predict(PyObject *self, PyObject *args)
         float *acc = (float *)malloc(sizeof(float) * 2 * CHUNK * n_classes);
         double *total = (double *)malloc(sizeof(double) * CHUNK);
         char *has_nan = (char *)malloc(CHUNK);
-        if (!acc || !total || !has_nan) {
-            free(acc); free(total); free(has_nan);
+        float *copy = col_stride != 1 ? (float *)malloc(sizeof(float) * CHUNK * n_features) : NULL;
+        if (!acc || !total || !has_nan || (col_stride != 1 && !copy)) {
+            free(acc); free(total); free(has_nan); free(copy);
             PyErr_NoMemory();
             goto done;
         }
@@ -208,11 +209,25 @@ static PyObject *predict(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t base = row_begin; base < row_end; base += CHUNK) {
             const Py_ssize_t rows = row_end - base < CHUNK ? row_end - base : CHUNK;
+            /* Rows are walked with their features side by side: a chunk given feature-major (the
+             * pipeline's layout) is copied row-major first, so a row's splits share cache lines. */
+            const float *chunk = x + base * row_stride;
+            Py_ssize_t chunk_row_stride = row_stride, chunk_col_stride = col_stride;
+            if (copy) {
+                for (Py_ssize_t j = 0; j < n_features; ++j) {
+                    const float *column = x + base * row_stride + j * col_stride;
+                    for (Py_ssize_t r = 0; r < rows; ++r)
+                        copy[r * n_features + j] = column[r * row_stride];
+                }
+                chunk = copy;
+                chunk_row_stride = n_features;
+                chunk_col_stride = 1;
+            }
             for (Py_ssize_t r = 0; r < rows; ++r) {
-                const float *xr = x + (base + r) * row_stride;
+                const float *xr = chunk + r * chunk_row_stride;
                 has_nan[r] = 0;
                 for (Py_ssize_t j = 0; j < n_features; ++j) {
-                    if (isnan(xr[j * col_stride])) {
+                    if (isnan(xr[j * chunk_col_stride])) {
                         has_nan[r] = 1;
                         break;
                     }
@@ -229,9 +244,9 @@ static PyObject *predict(PyObject *self, PyObject *args)
                         int leaf[GROUP];
                         for (int g = 0; g < GROUP; ++g) {
                             const Py_ssize_t r = r0 + g < rows ? r0 + g : rows - 1;
-                            xr[g] = x + (base + r) * row_stride;
+                            xr[g] = chunk + r * chunk_row_stride;
                         }
-                        walk_group(nodes, roots[tree], xr, col_stride, leaf);
+                        walk_group(nodes, roots[tree], xr, chunk_col_stride, leaf);
                         const int n_group = rows - r0 < GROUP ? (int)(rows - r0) : GROUP;
                         for (int g = 0; g < n_group; ++g) {
                             const double *v = leaf_values + (Py_ssize_t)leaf[g] * n_classes;
@@ -266,6 +281,7 @@ static PyObject *predict(PyObject *self, PyObject *args)
         free(acc);
         free(total);
         free(has_nan);
+        free(copy);
         Py_INCREF(Py_None);
         result = Py_None;
     }
