@@ -74,6 +74,26 @@ def sweep_input(side: int) -> str:
     return path
 
 
+def volume_1gib() -> str:
+    """A 640^3 float32 volume (1.0 GiB), mirror-tiled from the 256^3 one, for the memory check."""
+    path = os.path.join(CACHE, "volume640_float32.h5")
+    if not os.path.exists(path):
+        with h5py.File(make_inputs()["synth3d_256.h5"], "r") as f:
+            base = f["data"][()]
+        side = 640
+        with h5py.File(path, "w") as f:
+            ds = f.create_dataset("data", shape=(side,) * 3, dtype=np.float32, chunks=(64, 64, 64))
+            for z in range(0, side, 64):  # slab by slab: the generator itself stays small
+                index = np.arange(z, z + 64)
+                period = 2 * base.shape[0]
+                folded = np.where(index % period < base.shape[0], index % period, period - 1 - index % period)
+                slab = base[folded]
+                tiled = np.concatenate([slab, slab[:, ::-1], slab], axis=1)[:, :side]
+                tiled = np.concatenate([tiled, tiled[:, :, ::-1], tiled], axis=2)[:, :, :side]
+                ds[z:z + 64] = tiled.astype(np.float32)
+    return path
+
+
 if __name__ == "__main__":
     for name, path in make_inputs().items():
         print(name, path)

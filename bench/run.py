@@ -15,6 +15,7 @@ and the split between reading, features, forest and writing. Results go to the t
 bench/results/ as JSON, Markdown and a PNG plot.
 
     python bench/run.py [--repeat 3] [--skip-3d] [--skip-sweep] [--systems gpuheadless-cpu diy]
+    python bench/run.py --memory-check     # 1 GiB volume, 512 MiB budget: peak RSS
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from inputs import SWEEP_2D, make_inputs, sweep_input  # noqa: E402
+from inputs import SWEEP_2D, make_inputs, sweep_input, volume_1gib  # noqa: E402
 from measure import measure  # noqa: E402
 from plot import line_plot  # noqa: E402
 
@@ -43,6 +44,7 @@ TRAINING = {"2d": "inputs/2d.h5/data", "3d": "inputs/3d.h5/data"}
 ILASTIK_BENCH_MD = {"2d": (5.8, 499), "3d": (21.0, 590)}
 ENV = {"LAZYFLOW_THREADS": "2", "LAZYFLOW_TOTAL_RAM_MB": "512"}
 _TIMING = re.compile(r"(read|features|forest|write) ([0-9.]+) s")
+_FIRST_BLOCK = re.compile(r"First block after ([0-9.]+) s")
 
 
 def _gpu_reason() -> str:
@@ -90,6 +92,8 @@ def run(system: str, case: str, image: str, voxels: int, repeat: int) -> dict:
     for r in runs:
         for stage, seconds in _TIMING.findall(r["stderr"]):
             stages.setdefault(stage, []).append(float(seconds))
+        for seconds in _FIRST_BLOCK.findall(r["stderr"]):
+            stages.setdefault("first block", []).append(float(seconds))
     return {
         "system": system, "case": case, "voxels": voxels, "wall_s": wall, "mvox_s": voxels / wall / 1e6,
         "peak_mib": max(r["peak_mib"] for r in runs), "runs": [r["wall_s"] for r in runs],
@@ -98,18 +102,19 @@ def run(system: str, case: str, image: str, voxels: int, repeat: int) -> dict:
 
 
 def _table(rows: list[dict]) -> list[str]:
-    lines = ["| system | case | voxels | wall s (median) | Mvox/s | peak RSS MiB | read / features / forest / write s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| system | case | voxels | wall s (median) | Mvox/s | peak RSS MiB | read / features / forest / write s | first block s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | failed: {' '.join(r['error'])} | | | |")
+            lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | failed: {' '.join(r['error'])} | | | | |")
             continue
         stages = " / ".join(f"{r['stages_s'][k]:.2f}" if k in r["stages_s"] else "–" for k in ("read", "features", "forest", "write"))
+        first = f"{r['stages_s']['first block']:.2f}" if "first block" in r["stages_s"] else "–"
         lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | {r['wall_s']:.2f} | {r['mvox_s']:.2f} | "
-                     f"{r['peak_mib']:.0f} | {stages} |")
+                     f"{r['peak_mib']:.0f} | {stages} | {first} |")
     for case, (wall, peak) in ILASTIK_BENCH_MD.items():
         voxels = 2048 * 2048 if case == "2d" else 256**3
-        lines.append(f"| ilastik 1.4.2 (BENCH.md) | {case} | {voxels:,} | {wall:.2f} | {voxels / wall / 1e6:.2f} | {peak} | – |")
+        lines.append(f"| ilastik 1.4.2 (BENCH.md) | {case} | {voxels:,} | {wall:.2f} | {voxels / wall / 1e6:.2f} | {peak} | – | ≈2.6 |")
     return lines
 
 
@@ -119,7 +124,11 @@ def main() -> int:
     parser.add_argument("--skip-3d", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--systems", nargs="+", default=["gpuheadless-cpu", "gpuheadless-gpu", "diy", "ilastik"])
+    parser.add_argument("--memory-check", action="store_true",
+                        help="only: a 1 GiB float32 volume at LAZYFLOW_TOTAL_RAM_MB=512, peak RSS against the budget")
     args = parser.parse_args()
+    if args.memory_check:
+        return memory_check()
     inputs = make_inputs()
     systems, skipped = [], {}
     for system in args.systems:
@@ -149,6 +158,31 @@ def main() -> int:
                 print(_table([sweep[-1]])[2])
     _write_results(rows, sweep, skipped, args)
     return 0
+
+
+def memory_check() -> int:
+    """Process a 1 GiB volume with a 512 MiB budget; peak RSS must stay under 512 MiB + the interpreter."""
+    volume = volume_1gib()
+    baseline = measure([sys.executable, "-c", "import gpuheadless.cli, gpuheadless.pipeline.pixel, h5py"])["peak_mib"]
+    project = os.path.join(DATA, "projects", "PixelClassification3d.ilp")
+    env = dict(os.environ, **ENV)
+    with tempfile.TemporaryDirectory() as out_dir:
+        result = measure([sys.executable, "-m", "gpuheadless", "--headless", f"--project={project}", "--output_format=hdf5",
+                          f"--output_filename_format={out_dir}/p.h5", "--device=cpu", "--debug", f"{volume}/data"], env)
+    if result["returncode"] != 0:
+        print(result["stderr"])
+        return 1
+    limit = 512 + baseline
+    verdict = "within" if result["peak_mib"] <= limit else "OVER"
+    blocks = re.search(r"(\d+) block\(s\) of \(([^)]*)\)", result["stderr"])
+    line = (f"1 GiB volume (640^3 float32, PixelClassification3d.ilp, 27 features): {result['wall_s']:.1f} s, "
+            f"peak RSS {result['peak_mib']:.0f} MiB; budget 512 MiB + interpreter {baseline:.0f} MiB = {limit:.0f} MiB: "
+            f"{verdict}" + (f" ({blocks.group(1)} blocks of {blocks.group(2)})" if blocks else ""))
+    print(line)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "memory_check.txt"), "w") as f:
+        f.write(line + "\n")
+    return 0 if verdict == "within" else 1
 
 
 def _importable(module: str) -> bool:

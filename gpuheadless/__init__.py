@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .api import predict, train  # noqa: E402
 from .errors import UsageError, UserError  # noqa: E402
 
-__all__ = ["UserError", "UsageError", "__version__"]
+__all__ = ["UserError", "UsageError", "__version__", "predict", "train"]

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gpuheadless",
         description="Apply an ilastik Pixel Classification project to images, as `run_ilastik.sh --headless`.",
-        epilog="Subcommands: `gpuheadless demo` runs a self-contained example. "
+        epilog="Subcommands: `gpuheadless demo` runs a self-contained example; `gpuheadless train --help` "
+        "trains a project from label images. "
         "Environment: LAZYFLOW_THREADS, LAZYFLOW_TOTAL_RAM_MB.",
     )
     p.add_argument("--version", action="version", version=f"gpuheadless {__version__}")
@@ -186,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _setup_logging(debug, None)
             return demo_main(argv[1:])
+        if argv and argv[0] == "train":
+            from .trainer import main as train_main  # noqa: PLC0415
+
+            _setup_logging(debug, None)
+            return train_main([a for a in argv[1:] if a != "--debug"])
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
         _setup_logging(args.debug, args.logfile)

@@ -1,23 +1,28 @@
 """``gpuheadless demo``: a self-contained example, no network and no data from elsewhere.
 
-It draws a training image of bright blobs on a noisy background with a few scribbles, writes an
-ilastik-layout project (feature selection, training lane, labels; no forest, so the batch run
-trains one from the labels, as ilastik does for such a project), then applies it to a second,
-unseen image through the normal command line and reports the accuracy against the truth.
+It draws a training image of bright blobs on a noisy background with a few scribbles, trains a
+project from them with ``gpuheadless train`` (an ``.ilp`` in ilastik's layout, forest included),
+then applies it to a second, unseen image through the normal command line and reports the
+accuracy against the truth.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-import uuid
 
 import h5py
 import numpy as np
 
-from .features.plan import FEATURE_IDS
+from .trainer import train
+
+# Gaussian Smoothing from 0.3, every other feature at 0.7-3.5: 26 channels.
+DEMO_FEATURES = ",".join(
+    [f"GaussianSmoothing@{s}" for s in (0.3, 0.7, 1.0, 1.6, 3.5)]
+    + [f"{f}@{s}" for f in ("LaplacianOfGaussian", "GaussianGradientMagnitude", "DifferenceOfGaussians",
+                            "StructureTensorEigenvalues", "HessianOfGaussianEigenvalues") for s in (0.7, 1.0, 1.6, 3.5)]
+)
 
 
 def synthetic_image(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,56 +56,6 @@ def scribbles(truth: np.ndarray, seed: int, per_class: int = 150) -> np.ndarray:
     return labels
 
 
-def write_demo_project(path: str, training_file: str, labels: np.ndarray) -> None:
-    """An ilastik 1.4-layout Pixel Classification project with labels and no trained forest."""
-    scales = np.array([0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0])
-    selection = np.zeros((6, 7), dtype=bool)
-    selection[0, :5] = True  # Gaussian Smoothing 0.3-3.5
-    selection[1:, 1:5] = True  # the others at 0.7-3.5
-    text = h5py.string_dtype()
-    with h5py.File(path, "w") as f:
-        f.create_dataset("ilastikVersion", data="1.4.2", dtype=text)
-        f.create_dataset("workflowName", data="Pixel Classification", dtype=text)
-        f.create_dataset("time", data=time.ctime(), dtype=text)
-        fs = f.create_group("FeatureSelections")
-        fs.create_dataset("FeatureIds", data=np.array(FEATURE_IDS, dtype=object), dtype=text)
-        fs["Scales"] = scales
-        fs["SelectionMatrix"] = selection
-        fs["ComputeIn2d"] = np.ones(7, dtype=bool)
-        fs.create_dataset("StorageVersion", data="0.1", dtype=text)
-        raw = f.create_group("Input Data/infos/lane0000/Raw Data")
-        f.create_group("Input Data/infos/lane0000/Prediction Mask")
-        f.create_group("Input Data/local_data")
-        f.create_dataset("Input Data/Role Names", data=np.array(["Raw Data", "Prediction Mask"], dtype=object), dtype=text)
-        f.create_dataset("Input Data/StorageVersion", data="0.2", dtype=text)
-        tags = {"axes": [{"key": k, "typeFlags": 2, "resolution": 0, "description": ""} for k in "yx"]}
-        for key, value in {
-            "__class__": "RelativeFilesystemDatasetInfo",
-            "axistags": json.dumps(tags),
-            "datasetId": str(uuid.uuid4()),
-            "display_mode": "default",
-            "filePath": os.path.relpath(training_file, os.path.dirname(path)) + "/data",
-            "location": "FileSystem",
-            "nickname": "train",
-        }.items():
-            raw.create_dataset(key, data=value, dtype=text)
-        raw["allowLabels"] = True
-        raw["shape"] = np.array(labels.shape, dtype=np.int64)
-        pc = f.create_group("PixelClassification")
-        pc.create_dataset("LabelNames", data=np.array(["Background", "Blob"], dtype=object), dtype=text)
-        pc["LabelColors"] = np.array([[255, 0, 0], [0, 255, 0]], dtype=np.int64)
-        pc["PmapColors"] = np.array([[255, 0, 0], [0, 255, 0]], dtype=np.int64)
-        pc.create_dataset("StorageVersion", data="0.1", dtype=text)
-        ys, xs = np.nonzero(labels)
-        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-        block = pc.create_dataset("LabelSets/labels000/block0000", data=labels[box][..., None])
-        block.attrs["blockSlice"] = f"[{box[0].start}:{box[0].stop},{box[1].start}:{box[1].stop},0:1]"
-        export = f.create_group("Prediction Export")
-        for key, value in {"OutputFilenameFormat": "{dataset_dir}/{nickname}_{result_type}", "OutputFormat": "hdf5",
-                           "OutputInternalPath": "exported_data", "StorageVersion": "0.1"}.items():
-            export.create_dataset(key, data=value, dtype=text)
-
-
 def main(argv: list[str]) -> int:
     """Build the example in ``--output`` (default ``./gpuheadless-demo``) and run it."""
     from .cli import main as cli_main  # noqa: PLC0415
@@ -117,11 +72,14 @@ def main(argv: list[str]) -> int:
         with h5py.File(os.path.join(out, name), "w") as f:
             f["data"] = image
     labels = scribbles(train_truth, seed=3)
-    project = os.path.join(out, "demo.ilp")
-    write_demo_project(project, os.path.join(out, "train.h5"), labels)
-    print(f"demo: wrote {project} ({int((labels > 0).sum())} labelled pixels) and {out}/cells.h5", flush=True)
+    with h5py.File(os.path.join(out, "train-labels.h5"), "w") as f:
+        f["data"] = labels
+    project = train([os.path.join(out, "train.h5/data")], [os.path.join(out, "train-labels.h5/data")],
+                    os.path.join(out, "demo.ilp"), features=DEMO_FEATURES, label_names=["Background", "Blob"], seed=0)
+    print(f"demo: trained {project} on {int((labels > 0).sum())} scribbled pixels; applying it to {out}/cells.h5",
+          flush=True)
     started = time.perf_counter()
-    code = cli_main(["--headless", f"--project={project}", "--export_source=Simple Segmentation", "--seed=0",
+    code = cli_main(["--headless", f"--project={project}", "--export_source=Simple Segmentation",
                      f"--output_filename_format={out}/{{nickname}}_{{result_type}}.h5", f"{out}/cells.h5/data"])
     if code:
         return code

@@ -28,7 +28,7 @@ from ..project.ilp import Project, read_project
 from .blocks import Block, choose_block_shape, iter_blocks
 from .export_plan import LanePlan, check_filename_options, effective_format, open_lane, open_mask, plan_lane
 from .lane import Lane
-from .timing import StageClock
+from .timing import StageClock, process_age_s
 from .training import resolve_classifier
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,10 @@ def _write_blocks(config: RunConfig, task: BlockTask, region, out_axes: str, tra
     blocks = list(iter_blocks(range(*region["t"]), spatial_start, spatial_stop, block_shape))
     total = len(blocks)
     log.debug("%d block(s) of %s (z,y,x) with halo %s", total, block_shape, halo)
+
+    age = process_age_s()
+    if age is not None:
+        log.debug("First block after %.2f s since the process started", age)
 
     def store(block: Block, values: np.ndarray) -> None:
         with task.clock.measure("write"):

@@ -1,12 +1,25 @@
 """Where the time goes: seconds per pipeline stage, summed over worker threads."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
 
 STAGES = ("read", "features", "forest", "write")
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux), for start-up timing; None elsewhere."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            up = float(uptime.read().split()[0])
+        return up - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 class StageClock:
