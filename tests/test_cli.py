@@ -10,18 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from gpuheadless.cli import main
+from cli_helpers import run_cli as _run
 
-
-def _run(argv, cwd, capsys):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        code = main(argv)
-    finally:
-        os.chdir(old)
-    captured = capsys.readouterr()
-    return code, captured.err
 
 
 def _files(path):

@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpuheadless.cli import main
+from cli_helpers import run_cli as _run
 from gpuheadless.io.stacks import expand_members, open_input
 
-
-def _run(argv, cwd, capsys):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        code = main(argv)
-    finally:
-        os.chdir(old)
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture

@@ -11,21 +11,13 @@ import pytest
 import tifffile
 from PIL import Image
 
+from cli_helpers import run_cli as _run
 from gpuheadless.cli import main
 from gpuheadless.io import encoders, formats
 
 PROJECT_2D3C = "projects/PixelClassification2d3c.ilp"
 INPUT_2D3C = "inputs/2d3c.h5/data"
 
-
-def _run(argv, cwd, capsys):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        code = main(argv)
-    finally:
-        os.chdir(old)
-    return code, capsys.readouterr().err
 
 
 def _export(data, tmp_path, capsys, *options, project=PROJECT_2D3C, inputs=(INPUT_2D3C,), name="out/result.h5"):
