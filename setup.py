@@ -2,9 +2,27 @@
 
 Everything else is declared in pyproject.toml.
 """
+import glob
+import os
+import shutil
+
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildWithKernels(build_py):
+    """Also ship the CUDA sources of kernels/ inside the package (gpuheadless/kernels/)."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "gpuheadless", "kernels")
+        os.makedirs(target, exist_ok=True)
+        for source in glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "*.cu")):
+            shutil.copy(source, target)
+
 
 setup(
+    cmdclass={"build_py": BuildWithKernels},
     ext_modules=[
         Extension(
             "gpuheadless.forest._cforest",

@@ -37,10 +37,18 @@ class Backend:
     xp: ModuleType
     ndi: ModuleType
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    kernels: Any = field(default=None, compare=False, repr=False)
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Move ``array`` to this backend's device (no copy on the CPU when possible)."""
         return self.xp.asarray(array, dtype=dtype)
+
+    def device_free_bytes(self) -> int | None:
+        """Free memory of the GPU (None on the CPU)."""
+        if self.name != "gpu" or not hasattr(self.xp, "cuda"):
+            return None
+        free, _total = self.xp.cuda.runtime.memGetInfo()
+        return int(free)
 
     def to_host(self, array: Any) -> np.ndarray:
         """Return ``array`` as a NumPy array in host memory."""
@@ -64,6 +72,8 @@ class Backend:
         -------
         float32 array of the same shape.
         """
+        if self.kernels is not None:
+            return self.kernels.correlate(array, kernel, axis, unfused)
         if self.name == "cpu":
             return correlate_fastfilters(array, kernel, axis, unfused)
         out = self.xp.empty(array.shape, dtype=self.xp.float32)
@@ -108,7 +118,9 @@ def probe_gpu() -> tuple[Backend | None, str]:
         return None, f"CUDA kernels cannot run ({type(exc).__name__}: {exc})"
     props = cupy.cuda.runtime.getDeviceProperties(0)
     name = props.get("name", b"").decode(errors="replace")
-    return Backend("gpu", cupy, cndi, {"device": name}), ""
+    from .gpu.kernels import KernelSet, cupy_loader  # noqa: PLC0415
+
+    return Backend("gpu", cupy, cndi, {"device": name}, KernelSet(cupy_loader, cupy)), ""
 
 
 def select_backend(device: str) -> Backend:
@@ -122,8 +134,6 @@ def select_backend(device: str) -> Backend:
     if device not in ("auto", "gpu"):
         raise UsageError(f"--device: expected auto, cpu or gpu, got {device!r}")
     gpu, reason = probe_gpu()
-    if gpu is not None and not _gpu_pipeline_available():
-        gpu, reason = None, "the GPU forest kernel is not part of this version yet"
     if gpu is not None:
         log.info("Using the GPU: %s", gpu.info.get("device", "CUDA device"))
         return gpu
@@ -131,10 +141,3 @@ def select_backend(device: str) -> Backend:
         raise UsageError(f"--device gpu: no usable GPU: {reason}")
     log.info("Using the CPU: %s", reason)
     return cpu_backend()
-
-
-def _gpu_pipeline_available() -> bool:
-    """Whether every stage of the pixel pipeline has a GPU implementation in this version."""
-    from .forest import predict  # noqa: PLC0415
-
-    return predict.GPU_FOREST_AVAILABLE

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--distributed_block_roi")
     o = p.add_argument_group("gpuheadless flags")
     o.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="where to compute (default auto)")
+    o.add_argument("--gpu_memory_mb", "--gpu-memory-mb", dest="gpu_memory_mb", type=float,
+                   help="cap on the GPU memory the blocks may use (default: 80%% of the free GPU memory)")
     o.add_argument("--seed", type=int, help="seed for retraining (ilastik's training is not reproducible)")
     p.add_argument("inputs", nargs="*", help="input images: files, or file.h5/internal/path")
     return p
@@ -145,6 +147,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         export_dtype=args.export_dtype,
         output_axis_order=args.output_axis_order,
     )
+    if args.gpu_memory_mb is not None and args.gpu_memory_mb <= 0:
+        raise UsageError(f"--gpu_memory_mb must be positive, got {args.gpu_memory_mb}")
     if export.export_drange is not None and export.pipeline_result_drange is None:
         raise UsageError("Cannot renormalize to custom export_drange without a specified pipeline_result_drange.")
     return RunConfig(
@@ -161,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         threads=threads_from_env(),
         ram_budget_mb=ram_budget_from_env(),
         device=args.device,
+        gpu_memory_mb=args.gpu_memory_mb,
         seed=args.seed,
     )
 

@@ -41,6 +41,7 @@ class RunConfig:
     threads: int = 1
     ram_budget_mb: float = 2048.0
     device: str = "auto"
+    gpu_memory_mb: float | None = None
     seed: int | None = None
     cwd: str = field(default_factory=os.getcwd)
     progress: bool = True

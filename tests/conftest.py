@@ -30,3 +30,15 @@ def project_copy(data: Path, tmp_path: Path):
         return target
 
     return make
+
+
+@pytest.fixture(scope="session")
+def stored_forest(data: Path):
+    """The eight vigra forests (100 trees) of PixelClassification2d.ilp as one Forest."""
+    import h5py
+
+    from gpuheadless.project.vigra_forest import read_vigra_forests
+
+    with h5py.File(data / "projects" / "PixelClassification2d.ilp", "r") as f:
+        g = f["PixelClassification/ClassifierForests"]
+        return read_vigra_forests([g[k] for k in sorted(g) if k.startswith("Forest")])

@@ -1,14 +1,12 @@
 """Forest inference with vigra's semantics, exact conversions, and the treelite exchange."""
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 
 from gpuheadless.forest.model import float32_strict_upper_bound_for_le, from_treelite, to_treelite
 from gpuheadless.forest.predict import predict_cpu, predict_reference
 from gpuheadless.forest.train import train_forest, vigra_mtry
-from gpuheadless.project.vigra_forest import read_vigra_forests
 
 
 def _edge_rows(forest, n=6000, seed=0):
@@ -23,13 +21,6 @@ def _edge_rows(forest, n=6000, seed=0):
         t = np.float32(thresholds[j])
         x[i, columns[j]] = (t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf)))[i % 3]
     return x
-
-
-@pytest.fixture(scope="module")
-def stored_forest(data):
-    with h5py.File(data / "projects" / "PixelClassification2d.ilp", "r") as f:
-        g = f["PixelClassification/ClassifierForests"]
-        return read_vigra_forests([g[k] for k in sorted(g) if k.startswith("Forest")])
 
 
 def test_reads_all_eight_vigra_forests(stored_forest):

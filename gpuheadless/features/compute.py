@@ -84,6 +84,8 @@ def _pairs(axes: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _eigenvalues(bk: Backend, axes: Sequence[int], entries: dict[tuple[int, int], Any]) -> list[Any]:
+    if bk.kernels is not None:
+        return bk.kernels.eigenvalues([entries[pair] for pair in _pairs(axes)])
     if len(axes) == 2:
         a, b = axes
         return list(eigenvalues_2x2(bk.xp, entries[(a, a)], entries[(a, b)], entries[(b, b)]))

@@ -10,9 +10,6 @@ import numpy as np
 from ..buffers import strided_float32_span
 from .model import Forest
 
-# The GPU forest kernel is delivered by the GPU backend; until then the pipeline stays on the CPU.
-GPU_FOREST_AVAILABLE = False
-
 try:  # the compiled extension is built by ``pip install``; the NumPy path is the fallback
     from . import _cforest
 except ImportError:  # pragma: no cover - exercised only on broken installs
@@ -88,7 +85,7 @@ def predict_cpu(forest: Forest, x: np.ndarray, threads: int = 1) -> np.ndarray:
         return out
     base = strided_float32_span(x)
     row_stride, col_stride = (s // 4 for s in x.strides)
-    nodes, leaf_values, roots = _packed(forest)
+    nodes, leaf_values, roots = packed_forest(forest)
     counts = np.ascontiguousarray(forest.forest_tree_counts, dtype=np.int32)
 
     def run(begin: int, end: int) -> None:
@@ -111,8 +108,11 @@ _NODE_BYTES = 16
 _HUGE_PAGE = 2 << 20
 
 
-def _packed(forest: Forest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The kernel's layout of ``forest``, built once per forest object."""
+def packed_forest(forest: Forest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernels' node table of ``forest`` (nodes, leaf values, roots), built once per forest.
+
+    Used by the CPU kernel and copied to the device by the GPU backend.
+    """
     cached = forest.scratch.get("cpu_packed")
     if cached is None:
         n_values = forest.n_nodes * forest.n_classes
@@ -161,6 +161,6 @@ def predict_proba(forest: Forest, x: Any, backend: Any, threads: int = 1) -> Any
     backend : Backend
     threads : int
     """
-    if backend.name != "cpu":
-        raise NotImplementedError("GPU forest inference is not part of this version")
+    if backend.kernels is not None:
+        return backend.kernels.forest_predict(forest, x)
     return predict_cpu(forest, x, threads)

@@ -203,10 +203,23 @@ _BLOCK_SHARE = 0.85
 _MIN_BLOCK_BUDGET = 64 * 2**20
 
 
-def block_budget_bytes(config: RunConfig) -> float:
-    """Bytes the blocks in flight may use: ``LAZYFLOW_TOTAL_RAM_MB`` minus what the process holds now."""
+_GPU_SHARE = 0.8
+
+
+def block_budget_bytes(config: RunConfig, backend: Backend | None = None) -> float:
+    """Bytes the blocks in flight may use.
+
+    ``LAZYFLOW_TOTAL_RAM_MB`` minus what the process holds now; on a GPU also at most 80 % of
+    the free device memory, and at most ``--gpu_memory_mb``.
+    """
     free = (config.ram_budget_mb - resident_memory_mb()) * 2**20
-    return max(free * _BLOCK_SHARE, _MIN_BLOCK_BUDGET)
+    budget = max(free * _BLOCK_SHARE, _MIN_BLOCK_BUDGET)
+    device_free = backend.device_free_bytes() if backend is not None else None
+    if device_free is not None:
+        budget = min(budget, device_free * _GPU_SHARE)
+        if config.gpu_memory_mb is not None:
+            budget = min(budget, config.gpu_memory_mb * 2**20)
+    return budget
 
 
 def _write_blocks(config: RunConfig, task: BlockTask, region, out_axes: str, transform: ExportTransform, writer) -> int:
@@ -219,7 +232,8 @@ def _write_blocks(config: RunConfig, task: BlockTask, region, out_axes: str, tra
     halo = tuple(min(h, n) for h, n in zip((z_halo, plan.max_halo, plan.max_halo), task.lane.shape[1:4]))
     workers = max(config.threads, 1)
     block_shape = choose_block_shape(
-        region_shape, halo, task.lane.n_channels, plan.n_features, task.n_classes, block_budget_bytes(config), workers
+        region_shape, halo, task.lane.n_channels, plan.n_features, task.n_classes, block_budget_bytes(config, task.backend),
+        workers
     )
     blocks = list(iter_blocks(range(*region["t"]), spatial_start, spatial_stop, block_shape))
     total = len(blocks)

@@ -1,0 +1,1 @@
+"""GPU backend: host code for the CUDA kernels in kernels/."""

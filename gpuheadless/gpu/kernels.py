@@ -1,0 +1,119 @@
+"""Host side of the CUDA kernels in ``kernels/``: sources, launch shapes and argument types.
+
+:class:`KernelSet` wraps a *loader* ``loader(file, options) -> module`` whose ``get_function(name)``
+returns ``kernel(grid, block, args)``: ``cupy.RawModule`` on a GPU, or the CPU emulation of the
+tests (DESIGN §4). The same host code therefore runs, and is tested, without a GPU. Arrays come
+from ``xp`` (CuPy or NumPy); scalars are passed as NumPy scalars of the kernels' C types.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from ..features.kernels import FirKernel
+from ..forest.model import Forest
+
+THREADS_PER_BLOCK = 256
+MAX_BLOCKS = 65535
+# -fmad=false: products and sums round separately unless a kernel calls fmaf(), as on the CPU.
+NVCC_OPTIONS = ("-fmad=false",)
+
+
+def kernel_source_dir() -> str:
+    """Where the ``.cu`` files are: inside the installed package, or ``kernels/`` of a checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "..", "kernels"), os.path.join(here, "..", "..", "kernels")):
+        if os.path.exists(os.path.join(candidate, "forest.cu")):
+            return os.path.normpath(candidate)
+    raise FileNotFoundError("the CUDA sources (kernels/*.cu) are not installed")
+
+
+def _launch_shape(n: int) -> tuple[tuple[int], tuple[int]]:
+    blocks = max(1, min(MAX_BLOCKS, -(-n // THREADS_PER_BLOCK)))
+    return (blocks,), (THREADS_PER_BLOCK,)
+
+
+class KernelSet:
+    """The kernels of one device, compiled on first use and cached per specialisation."""
+
+    def __init__(self, loader: Callable[[str, tuple[str, ...]], Any], xp: Any) -> None:
+        self._loader = loader
+        self._xp = xp
+        self._modules: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def _function(self, file: str, name: str, options: tuple[str, ...] = ()) -> Any:
+        key = (file, options)
+        if key not in self._modules:
+            self._modules[key] = self._loader(os.path.join(kernel_source_dir(), file), NVCC_OPTIONS + options)
+        return self._modules[key].get_function(name)
+
+    def correlate(self, array: Any, kernel: FirKernel, axis: int, unfused: tuple[int, int] | None) -> Any:
+        """fastfilters-exact correlation of a (Z, Y, X) float32 array along ``axis``."""
+        xp = self._xp
+        array = xp.asarray(array, dtype=xp.float32)
+        if array.strides[2] != 4 or any(s < 0 or s % 4 for s in array.strides):
+            array = xp.ascontiguousarray(array)
+        n0, n1, n2 = array.shape
+        out = xp.empty(array.shape, dtype=xp.float32)
+        if out.size == 0:
+            return out
+        below, start = unfused if unfused is not None and axis == 2 else (0, n2)
+        taps = xp.asarray(kernel.half, dtype=xp.float32)
+        grid, block = _launch_shape(out.size)
+        self._function("fir_correlate.cu", "fir_correlate")(grid, block, (
+            array, out, taps, np.int64(n0), np.int64(n1), np.int64(n2), np.int64(array.strides[0] // 4),
+            np.int64(array.strides[1] // 4), np.int32(axis), np.int32(kernel.radius), np.int32(kernel.antisymmetric),
+            np.int64(below), np.int64(start),
+        ))
+        return out
+
+    def eigenvalues(self, entries: list[Any]) -> list[Any]:
+        """Eigenvalues, largest first, of per-pixel symmetric matrices given by their upper
+        triangle: three arrays (2x2: xx, xy, yy) or six (3x3: 00, 01, 02, 11, 12, 22)."""
+        xp = self._xp
+        flat = [xp.ascontiguousarray(e, dtype=xp.float32).reshape(-1) for e in entries]
+        shape = entries[0].shape
+        n = flat[0].size
+        k = 2 if len(entries) == 3 else 3
+        out = [xp.empty(n, dtype=xp.float32) for _ in range(k)]
+        if n:
+            grid, block = _launch_shape(n)
+            name = "eigenvalues2" if k == 2 else "eigenvalues3"
+            self._function("eigenvalues.cu", name)(grid, block, (*flat, *out, np.int64(n)))
+        return [o.reshape(shape) for o in out]
+
+    def forest_predict(self, forest: Forest, x: Any) -> Any:
+        """Vigra-exact probabilities ``(rows, classes)`` of the rows of ``x`` (any float32 strides)."""
+        from ..forest.predict import packed_forest  # noqa: PLC0415 - the C packer builds the node table
+
+        xp = self._xp
+        x = xp.asarray(x, dtype=xp.float32)
+        if any(s < 0 or s % 4 for s in x.strides):
+            x = xp.ascontiguousarray(x)
+        device = forest.scratch.get(("device_packed", id(xp)))
+        if device is None:
+            nodes, leaf_values, roots = packed_forest(forest)
+            counts = np.ascontiguousarray(forest.forest_tree_counts, dtype=np.int32)
+            device = tuple(xp.asarray(a) for a in (nodes, leaf_values, roots, counts))
+            forest.scratch[("device_packed", id(xp))] = device
+        nodes, leaf_values, roots, counts = device
+        n_rows = x.shape[0]
+        out = xp.empty((n_rows, forest.n_classes), dtype=xp.float32)
+        if n_rows:
+            grid, block = _launch_shape(n_rows)
+            predict = self._function("forest.cu", "forest_predict", (f"-DN_CLASSES={forest.n_classes}",))
+            predict(grid, block, (
+                nodes, leaf_values, roots, counts, np.int32(len(forest.forest_tree_counts)), x, np.int64(n_rows),
+                np.int64(x.strides[0] // 4), np.int64(x.strides[1] // 4), np.int64(forest.n_features), out,
+            ))
+        return out
+
+
+def cupy_loader(path: str, options: tuple[str, ...]) -> Any:
+    """``cupy.RawModule`` for one ``.cu`` file (NVRTC, compiled on first use and cached by CuPy)."""
+    import cupy  # noqa: PLC0415
+
+    with open(path) as f:
+        return cupy.RawModule(code=f.read(), options=options)
