@@ -61,6 +61,11 @@ class LaneResult:
 
 def compute_block(task: BlockTask, block: Block) -> np.ndarray:
     """The export source on one block: ``(Z, Y, X, channels)`` for time step ``block.t``."""
+    with task.backend.stream():
+        return _compute_block(task, block)
+
+
+def _compute_block(task: BlockTask, block: Block) -> np.ndarray:
     bk, lane, plan = task.backend, task.lane, task.plan
     shape = block.shape
     if task.source == "Labels":
