@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--gpu_memory_mb", "--gpu-memory-mb", dest="gpu_memory_mb", type=float,
                    help="cap on the GPU memory the blocks may use (default: 80%% of the free GPU memory)")
     o.add_argument("--seed", type=int, help="seed for retraining (ilastik's training is not reproducible)")
+    o.add_argument("--scheduler", help="run blocks on Dask: a scheduler address, local[:N] or local-cuda")
+    o.add_argument("--resume", action="store_true", help="skip outputs that exist and blocks already written (Zarr)")
     p.add_argument("inputs", nargs="*", help="input images: files, or file.h5/internal/path")
     return p
 
@@ -166,6 +168,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ram_budget_mb=ram_budget_from_env(),
         device=args.device,
         gpu_memory_mb=args.gpu_memory_mb,
+        scheduler=args.scheduler,
+        resume=args.resume,
         seed=args.seed,
     )
 

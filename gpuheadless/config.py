@@ -42,6 +42,9 @@ class RunConfig:
     ram_budget_mb: float = 2048.0
     device: str = "auto"
     gpu_memory_mb: float | None = None
+    scheduler: str | None = None
+    workers: int | None = None
+    resume: bool = False
     seed: int | None = None
     cwd: str = field(default_factory=os.getcwd)
     progress: bool = True

@@ -52,14 +52,18 @@ IMAGE_FORMATS = {
     "xv": ImageFormat("xv", ("uint8", "int16", "int32", "float32", "float64"), None),
 }
 
-VOLUME_FORMATS = {"hdf5": "h5", "compressed hdf5": "h5", "numpy": "npy", "multipage tiff": "tiff", "multipage tiff sequence": "tiff"}
+VOLUME_FORMATS = {
+    "hdf5": "h5", "compressed hdf5": "h5", "numpy": "npy", "multipage tiff": "tiff", "multipage tiff sequence": "tiff",
+    "zarr": "zarr", "ome-zarr": "zarr", "single-scale OME-Zarr": "zarr", "multi-scale OME-Zarr": "zarr",
+}
+ZARR_FORMATS = ("zarr", "ome-zarr", "single-scale OME-Zarr", "multi-scale OME-Zarr")
+# Formats whose blocks distributed workers write themselves, chunk by chunk.
+PARALLEL_WRITE_FORMATS = ZARR_FORMATS
 
 REFUSED_FORMATS = {
     "dvid": "writes to a DVID server, which gpuheadless does not support; use hdf5 and import it",
     "n5": "is not supported by gpuheadless; use hdf5",
     "compressed n5": "is not supported by gpuheadless; use compressed hdf5",
-    "single-scale OME-Zarr": "is not supported by gpuheadless; use hdf5",
-    "multi-scale OME-Zarr": "is not supported by gpuheadless; use hdf5",
     "blockwise hdf5": "is not implemented by ilastik either; use hdf5",
 }
 
@@ -112,7 +116,7 @@ def check_export_fits(output_format: str, axes: str, shape: tuple[int, ...]) -> 
         The exported array's axes, in output order.
     shape : tuple of int
     """
-    if output_format in ("hdf5", "compressed hdf5", "numpy", "multipage tiff"):
+    if output_format in ("hdf5", "compressed hdf5", "numpy", "multipage tiff") or output_format in ZARR_FORMATS:
         return
     if is_sequence(output_format):
         step = step_axis(axes, shape)

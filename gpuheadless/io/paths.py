@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import PurePath
 
-_CONTAINER_SUFFIXES = (".ilp", ".h5", ".hdf5", ".npz", ".n5")
+_CONTAINER_SUFFIXES = (".ilp", ".h5", ".hdf5", ".npz", ".n5", ".zarr")
 
 
 def split_dataset_path(path: str) -> tuple[str, str | None]:

@@ -100,6 +100,10 @@ def open_image(path: str, cwd: str | None = None) -> ImageSource:
     try:
         if suffix in _HDF5_SUFFIXES:
             return _open_hdf5(external, internal, path, base)
+        if suffix == ".zarr":
+            from .zarr_io import open_zarr_input  # noqa: PLC0415 - zarr is an optional extra
+
+            return open_zarr_input(external, internal, path, base)
         if internal is not None:
             raise UserError(f"input '{path}': an internal path is only allowed for HDF5 files")
         if suffix == ".npy":

@@ -233,8 +233,19 @@ def open_writer(
     axes: str,
     attrs: dict[str, Any],
     slice_offset: int = 0,
-) -> Writer:
-    """Create the writer for ``output_format`` (checked with :func:`formats.check_supported`)."""
+    chunks: tuple[int, ...] | None = None,
+    resolutions: dict[str, float] | None = None,
+    resume: bool = False,
+) -> Any:
+    """Create the writer for ``output_format`` (checked with :func:`formats.check_supported`).
+
+    ``chunks`` (the block layout in output axes), ``resolutions`` and ``resume`` matter for Zarr.
+    """
+    if output_format in formats.ZARR_FORMATS:
+        from .zarr_io import ZarrWriter  # noqa: PLC0415 - zarr is an optional extra
+
+        return ZarrWriter(path, shape, dtype, axes, chunks or shape, attrs, ome=output_format != "zarr",
+                          resolutions=resolutions or {}, resume=resume)
     if output_format in ("hdf5", "compressed hdf5"):
         return HDF5Writer(path, internal_path, shape, dtype, axes, attrs, compress=output_format == "compressed hdf5")
     if output_format == "numpy":

@@ -43,6 +43,7 @@ class LanePlan:
 
     path: str
     mask_path: str | None
+    lane_axes: str
     plan: FeaturePlan
     region: dict[str, tuple[int, int]]
     out_axes: str
@@ -166,7 +167,7 @@ def _plan_export(config, project, source, output_format, lane: Lane, plan: Featu
     step = formats.step_axis(out_axes, out_shape)
     slice_offset = region[out_axes[step]][0] if step is not None and out_axes[step] in region else 0
     return LanePlan(
-        path=path, mask_path=mask_path, plan=plan, region=region, out_axes=out_axes, out_shape=out_shape,
+        path=path, mask_path=mask_path, lane_axes=lane.axes, plan=plan, region=region, out_axes=out_axes, out_shape=out_shape,
         transform=transform, output_format=output_format, final_path=final_path, internal_path=internal_path,
         attrs=_dataset_attrs(lane, out_axes, transform, source), slice_offset=slice_offset,
     )

@@ -6,29 +6,32 @@ function of one block, so the same function runs in a loop, in a thread pool or 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from ..backend import Backend, select_backend
-from ..config import RunConfig, resident_memory_mb
+from ..config import RunConfig
 from ..errors import UsageError, UserError
-from ..export import ExportTransform, derive_from_probabilities, resolve_source
+from ..export import derive_from_probabilities, resolve_source
 from ..features.compute import compute_features
 from ..features.plan import FeaturePlan
 from ..forest.model import Forest
 from ..forest.predict import predict_proba
-from ..io.stacks import expand_members, has_glob
+from ..io.formats import ZARR_FORMATS, is_sequence
+from ..io.stacks import expand_members, has_glob, open_input
 from ..io.writers import open_writer
 from ..project.ilp import Project, read_project
-from .blocks import Block, choose_block_shape, iter_blocks
-from .export_plan import LanePlan, check_filename_options, effective_format, open_lane, open_mask, plan_lane
+from .block_runner import block_budget_bytes, block_id, chunk_shape, layout_blocks, place, run_local
+from .blocks import Block
+from .export_plan import LanePlan, check_filename_options, effective_format, open_mask, plan_lane
 from .lane import Lane
-from .timing import StageClock, process_age_s
+from .timing import StageClock
 from .training import resolve_classifier
 
 log = logging.getLogger(__name__)
@@ -154,39 +157,106 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
         forest = resolve_classifier(
             backend, project, config.retrain, config.tree_count, config.label_proportion, max(config.threads, 1), config.seed
         )
+    client = None
+    if config.scheduler:
+        from .distributed import connect  # noqa: PLC0415 - dask is an optional extra
+
+        client = connect(config)
+        if config.workers is None:  # size blocks so every worker of the cluster gets some
+            config = dataclasses.replace(config, workers=max(len(client.scheduler_info().get("workers", {})), 1))
+    try:
+        if client is None:
+            outcomes = [_execute(config, project, backend, forest, source, p, None) for p in plans]
+        else:  # several inputs in flight at once: their blocks share the cluster
+            with ThreadPoolExecutor(max_workers=max(2, len(client.scheduler_info().get("workers", {})))) as pool:
+                outcomes = list(pool.map(lambda p: _execute(config, project, backend, forest, source, p, client), plans))
+    finally:
+        if client is not None:
+            from .distributed import disconnect  # noqa: PLC0415
+
+            disconnect(client, config)
     results = []
-    for lane_plan in plans:
-        try:
-            result = execute_plan(config, project, backend, forest, source, lane_plan)
-        except UserError as exc:
-            failures.append(str(exc))
-            log.error("%s", exc)
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            failures.append(outcome)
             continue
-        results.append(result)
+        results.append(outcome)
         if on_lane_done:
-            on_lane_done(result)
+            on_lane_done(outcome)
     return results, failures
 
 
-def execute_plan(config: RunConfig, project: Project, backend: Backend, forest: Forest | None, source: str, lane_plan: LanePlan) -> LaneResult:
-    """Compute and write one planned export; the output appears only when it is complete."""
+def _resumed_blocks(config: RunConfig, lane_plan: LanePlan) -> tuple[int, int, int] | None:
+    """The block shape of an unfinished Zarr output that ``--resume`` continues."""
+    if not (config.resume and lane_plan.output_format in ZARR_FORMATS):
+        return None
+    from ..io.zarr_io import unfinished_chunks  # noqa: PLC0415
+
+    chunks = unfinished_chunks(lane_plan.final_path, lane_plan.output_format != "zarr", lane_plan.out_axes)
+    if chunks is None:
+        return None
+    return tuple(chunks.get(a, 1) for a in "zyx")
+
+
+def _execute(config, project, backend, forest, source, lane_plan: LanePlan, client) -> LaneResult | str:
+    """``execute_plan``, or the failure's one-line message."""
+    try:
+        return execute_plan(config, project, backend, forest, source, lane_plan, client)
+    except UserError as exc:
+        log.error("%s", exc)
+        return str(exc)
+
+
+def execute_plan(
+    config: RunConfig, project: Project, backend: Backend, forest: Forest | None, source: str, lane_plan: LanePlan,
+    client: Any = None,
+) -> LaneResult:
+    """Compute and write one planned export; the output appears only when it is complete.
+
+    With a Dask ``client`` the blocks run as tasks on the cluster's workers.
+    """
     if forest is not None and source != "Labels" and forest.n_features != lane_plan.plan.n_features:
         raise UserError(
             f"input '{lane_plan.path}': the classifier expects {forest.n_features} features, this input gives "
             f"{lane_plan.plan.n_features}"
         )
-    lane = open_lane(config, project, lane_plan.path)
+    if config.resume and os.path.exists(lane_plan.final_path) and not is_sequence(lane_plan.output_format):
+        log.info("Skipping %s: %s exists (--resume)", lane_plan.path, lane_plan.final_path)
+        return LaneResult(lane_plan.path, lane_plan.final_path, 0)
+    source_image = open_input(lane_plan.path, config.cwd, config.stack_along)
+    lane = Lane(source_image, lane_plan.lane_axes)
     mask = open_mask(config, lane_plan.mask_path) if lane_plan.mask_path else None
     try:
+        region = lane_plan.region
+        task = BlockTask(backend, lane, lane_plan.plan, forest, source, project.n_classes, slice(*region["c"]), mask, 1)
+        layout = layout_blocks(config, task, region, block_budget_bytes(config, backend), _resumed_blocks(config, lane_plan))
         writer = open_writer(
             lane_plan.output_format, lane_plan.final_path, lane_plan.internal_path, lane_plan.out_shape,
             lane_plan.transform.dtype, lane_plan.out_axes, lane_plan.attrs, lane_plan.slice_offset,
+            chunks=chunk_shape(layout, lane_plan.out_axes, lane_plan.out_shape),
+            resolutions=lane.source.resolutions, resume=config.resume,
         )
         try:
-            region = lane_plan.region
-            task = BlockTask(backend, lane, lane_plan.plan, forest, source, project.n_classes,
-                             slice(*region["c"]), mask, 1)
-            blocks = _write_blocks(config, task, region, lane_plan.out_axes, lane_plan.transform, writer)
+            done = writer.done_blocks() if hasattr(writer, "done_blocks") else set()
+            todo = [b for b in layout.blocks if block_id(b) not in done]
+            if done:
+                log.info("Resuming %s: %d of %d blocks already written", lane_plan.path, len(layout.blocks) - len(todo),
+                         len(layout.blocks))
+
+            def store(block: Block, values: np.ndarray) -> None:
+                with task.clock.measure("write"):
+                    where, data = place(block, values, lane_plan.transform, region, lane_plan.out_axes)
+                    writer.write(where, data)
+                    if hasattr(writer, "mark_done"):
+                        writer.mark_done(block_id(block))
+
+            with _progress(config, len(todo), lane.source.display) as advance:
+                if client is not None:
+                    from .distributed import run_on_cluster  # noqa: PLC0415
+
+                    run_on_cluster(client, config, lane_plan, task, forest, todo, writer, advance)
+                else:
+                    run_local(config, todo, lambda b: compute_block(task, b), store, advance)
             with task.clock.measure("write"):
                 writer.commit()
         except BaseException:
@@ -199,95 +269,7 @@ def execute_plan(config: RunConfig, project: Project, backend: Backend, forest: 
     shown = lane_plan.final_path + (f"/{lane_plan.internal_path}" if lane_plan.output_format in ("hdf5", "compressed hdf5") else "")
     log.info("Exported %s of %s to %s", source, lane.source.display, shown)
     log.debug("Timing (summed over worker threads): %s", task.clock.summary())
-    return LaneResult(lane.source.display, lane_plan.final_path, blocks, dict(task.clock.seconds))
-
-
-# Share of the budget left after the interpreter that blocks may use; the rest covers allocator
-# slack, I/O buffers and the results waiting to be written.
-_BLOCK_SHARE = 0.85
-_MIN_BLOCK_BUDGET = 64 * 2**20
-
-
-_GPU_SHARE = 0.8
-
-
-def block_budget_bytes(config: RunConfig, backend: Backend | None = None) -> float:
-    """Bytes the blocks in flight may use.
-
-    ``LAZYFLOW_TOTAL_RAM_MB`` minus what the process holds now; on a GPU also at most 80 % of
-    the free device memory, and at most ``--gpu_memory_mb``.
-    """
-    free = (config.ram_budget_mb - resident_memory_mb()) * 2**20
-    budget = max(free * _BLOCK_SHARE, _MIN_BLOCK_BUDGET)
-    device_free = backend.device_free_bytes() if backend is not None else None
-    if device_free is not None:
-        budget = min(budget, device_free * _GPU_SHARE)
-        if config.gpu_memory_mb is not None:
-            budget = min(budget, config.gpu_memory_mb * 2**20)
-    return budget
-
-
-def _write_blocks(config: RunConfig, task: BlockTask, region, out_axes: str, transform: ExportTransform, writer) -> int:
-    """Compute every block (in a thread pool) and write each as it arrives; returns the block count."""
-    spatial_start = tuple(region[a][0] for a in "zyx")
-    spatial_stop = tuple(region[a][1] for a in "zyx")
-    region_shape = tuple(b - a for a, b in zip(spatial_start, spatial_stop))
-    plan = task.plan
-    z_halo = plan.max_halo if plan.any_3d and task.lane.shape[1] > 1 else 0
-    halo = tuple(min(h, n) for h, n in zip((z_halo, plan.max_halo, plan.max_halo), task.lane.shape[1:4]))
-    workers = max(config.threads, 1)
-    block_shape = choose_block_shape(
-        region_shape, halo, task.lane.n_channels, plan.n_features, task.n_classes, block_budget_bytes(config, task.backend),
-        workers
-    )
-    blocks = list(iter_blocks(range(*region["t"]), spatial_start, spatial_stop, block_shape))
-    total = len(blocks)
-    log.debug("%d block(s) of %s (z,y,x) with halo %s", total, block_shape, halo)
-
-    age = process_age_s()
-    if age is not None:
-        log.debug("First block after %.2f s since the process started", age)
-
-    def store(block: Block, values: np.ndarray) -> None:
-        with task.clock.measure("write"):
-            _store(block, values)
-
-    def _store(block: Block, values: np.ndarray) -> None:
-        data = transform.apply(values)
-        where = {"t": slice(block.t - region["t"][0], block.t - region["t"][0] + 1)}
-        for axis, a, b, origin in zip("zyx", block.start, block.stop, spatial_start):
-            where[axis] = slice(a - origin, b - origin)
-        where["c"] = slice(None)
-        data = data[None]  # (1, Z, Y, X, C) in tzyxc
-        # Axes the output leaves out have extent 1 (output_axes checked that), so drop them.
-        kept = [a for a in "tzyxc" if a in out_axes]
-        data = data.reshape([n for a, n in zip("tzyxc", data.shape) if a in out_axes])
-        data = np.transpose(data, [kept.index(a) for a in out_axes])
-        writer.write(tuple(where[a] for a in out_axes), data)
-
-    with _progress(config, total, task.lane.source.display) as advance:
-        if config.threads <= 0 or total == 1:
-            for block in blocks:
-                store(block, compute_block(task, block))
-                advance()
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                pending: dict[Any, Block] = {}
-                queue = iter(blocks)
-                for block in queue:
-                    pending[pool.submit(compute_block, task, block)] = block
-                    if len(pending) >= 2 * workers:
-                        break
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        block = pending.pop(future)
-                        store(block, future.result())
-                        advance()
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            pending[pool.submit(compute_block, task, nxt)] = nxt
-    return total
+    return LaneResult(lane.source.display, lane_plan.final_path, len(todo), dict(task.clock.seconds))
 
 
 class _progress:

@@ -1,0 +1,161 @@
+"""Zarr and OME-Zarr (NGFF 0.4) inputs and outputs; needs the ``cluster`` extra (zarr).
+
+Outputs are Zarr v2 arrays whose chunks are the pipeline's blocks, so distributed workers write
+their blocks directly and in parallel, and rewriting a block is harmless. An output is built
+under ``<name>.partial`` with one marker file per finished block (what ``--resume`` reads) and
+renamed into place when complete.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError, UserError
+
+PARTIAL_SUFFIX = ".partial"
+_DONE_DIR = ".gpuheadless-done"
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def _zarr() -> Any:
+    try:
+        import zarr  # noqa: PLC0415
+    except ImportError:
+        raise UsageError("Zarr needs the cluster extra: pip install 'gpuheadless[cluster]'") from None
+    return zarr
+
+
+def open_zarr_input(external: str, internal: str | None, display: str, base: dict) -> Any:
+    """An :class:`~gpuheadless.io.readers.ImageSource` for a Zarr array or an OME-Zarr image."""
+    from .readers import ImageSource, default_axes  # noqa: PLC0415
+
+    zarr = _zarr()
+    try:
+        node = zarr.open(external, mode="r")
+        if internal:
+            node = node[internal]
+    except Exception as exc:
+        raise UserError(f"input '{display}': not a readable Zarr array ({type(exc).__name__}: {exc})") from None
+    resolutions: dict[str, float] = {}
+    axes = None
+    group_attrs = dict(node.attrs) if not hasattr(node, "shape") else {}
+    if not hasattr(node, "shape"):  # a group: OME-Zarr image, take its first (full-resolution) level
+        multiscales = group_attrs.get("multiscales") or group_attrs.get("ome", {}).get("multiscales")
+        if not multiscales:
+            raise UserError(f"input '{display}': a Zarr group without OME-Zarr multiscales; append the array path")
+        level = multiscales[0]["datasets"][0]
+        axes = "".join(a["name"] if isinstance(a, dict) else a for a in multiscales[0].get("axes", []))
+        for transform in level.get("coordinateTransformations", []):
+            if transform.get("type") == "scale":
+                resolutions = {a: float(s) for a, s in zip(axes, transform["scale"]) if a != "c"}
+        node = node[level["path"]]
+    array = node
+    if not axes or len(axes) != array.ndim:
+        axes = default_axes(tuple(array.shape))
+    return ImageSource(
+        axes=axes, shape=tuple(array.shape), dtype=np.dtype(array.dtype), read_region=lambda r: array[r],
+        resolutions=resolutions, **base,
+    )
+
+
+class ZarrWriter:
+    """A Zarr v2 output with one chunk per block; OME-Zarr metadata when ``ome`` is set.
+
+    Parameters
+    ----------
+    final_path : str
+        The ``.zarr`` folder to create.
+    chunks : tuple of int
+        Chunk shape in output axis order (the block shape, with t = 1 and c whole).
+    resume : bool
+        Keep a matching unfinished output and its record of finished blocks.
+    """
+
+    def __init__(self, final_path: str, shape, dtype, axes: str, chunks, attrs: dict[str, Any], ome: bool,
+                 resolutions: dict[str, float], resume: bool = False) -> None:
+        zarr = _zarr()
+        self.final_path = final_path
+        self.tmp_path = final_path + PARTIAL_SUFFIX
+        self._array_path = os.path.join(self.tmp_path, "0") if ome else self.tmp_path
+        try:
+            os.makedirs(os.path.dirname(final_path) or ".", exist_ok=True)
+            existing = None
+            if resume and os.path.isdir(self.tmp_path):
+                try:
+                    existing = zarr.open_array(self._array_path, mode="r+")
+                except Exception:
+                    existing = None
+            if existing is not None and tuple(existing.shape) == tuple(shape) and existing.dtype == np.dtype(dtype):
+                self._array = existing
+            else:
+                shutil.rmtree(self.tmp_path, ignore_errors=True)
+                if ome:
+                    group = zarr.open_group(self.tmp_path, mode="w", zarr_format=2)
+                    group.attrs["multiscales"] = [_multiscales(axes, resolutions)]
+                self._array = zarr.open_array(self._array_path, mode="w", shape=tuple(shape), chunks=tuple(chunks),
+                                              dtype=dtype, zarr_format=2, fill_value=0)
+                for key, value in attrs.items():
+                    self._array.attrs[key] = value.tolist() if isinstance(value, np.ndarray) else value
+            os.makedirs(os.path.join(self.tmp_path, _DONE_DIR), exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
+
+    @property
+    def array_path(self) -> str:
+        """Where the array is being built (workers write their blocks there)."""
+        return self._array_path
+
+    def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
+        self._array[region] = data
+
+    def mark_done(self, block_id: str) -> None:
+        mark_done(self.tmp_path, block_id)
+
+    def done_blocks(self) -> set[str]:
+        """Ids of the blocks a previous run finished (``--resume``)."""
+        return set(os.listdir(os.path.join(self.tmp_path, _DONE_DIR)))
+
+    def commit(self) -> None:
+        shutil.rmtree(os.path.join(self.tmp_path, _DONE_DIR), ignore_errors=True)
+        if os.path.exists(self.final_path):
+            shutil.rmtree(self.final_path)
+        os.replace(self.tmp_path, self.final_path)
+
+    def abort(self) -> None:
+        """Keep the unfinished output and its record, so ``--resume`` can carry on."""
+
+
+def unfinished_chunks(final_path: str, ome: bool, axes: str) -> dict[str, int] | None:
+    """Chunk extents per axis of an unfinished output at ``final_path`` (None if there is none)."""
+    path = final_path + PARTIAL_SUFFIX
+    if not os.path.isdir(os.path.join(path, _DONE_DIR)):
+        return None
+    try:
+        array = _zarr().open_array(os.path.join(path, "0") if ome else path, mode="r")
+    except Exception:
+        return None
+    return dict(zip(axes, array.chunks)) if len(array.chunks) == len(axes) else None
+
+
+def mark_done(partial_path: str, block_id: str) -> None:
+    """Record a finished block (after its data is written; idempotent)."""
+    with open(os.path.join(partial_path, _DONE_DIR, block_id), "w"):
+        pass
+
+
+def write_region(array_path: str, region: tuple[slice, ...], data: np.ndarray) -> None:
+    """Write one block into an existing Zarr array (from any process)."""
+    _zarr().open_array(array_path, mode="r+")[region] = data
+
+
+def _multiscales(axes: str, resolutions: dict[str, float]) -> dict[str, Any]:
+    return {
+        "version": "0.4",
+        "axes": [{"name": a, "type": _AXIS_TYPES[a]} for a in axes],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [float(resolutions.get(a) or 1.0) if a != "c" else 1.0 for a in axes]}]}],
+    }
+

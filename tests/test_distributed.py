@@ -1,0 +1,133 @@
+"""Dask scale-out on a LocalCluster of two worker processes: identical output, a killed worker, resume."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the cluster extra (dask.distributed) is not installed")
+zarr = pytest.importorskip("zarr", reason="the cluster extra (zarr) is not installed")
+
+from gpuheadless.config import ExportOptions, RunConfig  # noqa: E402
+from gpuheadless.pipeline import pixel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory, data):
+    """A 60 x 120 x 110 crop of the 3D input mirrored up: several blocks with the 3D project."""
+    with h5py.File(data / "inputs" / "3d.h5", "r") as f:
+        base = f["data"][()]
+    big = np.concatenate([base, base[::-1]], axis=0)[:60]
+    big = np.concatenate([big, big[:, ::-1]], axis=1)[:, :120]
+    big = np.concatenate([big, big[:, :, ::-1]], axis=2)[:, :, :110]
+    path = tmp_path_factory.mktemp("vol") / "v.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = big
+    return str(path) + "/data"
+
+
+def _config(data, inputs, output, fmt="zarr", **extra):
+    return RunConfig(project=str(data / "projects/PixelClassification3d.ilp"), inputs=list(inputs),
+                     export=ExportOptions(output_format=fmt, output_filename_format=output), threads=1,
+                     ram_budget_mb=600, device="cpu", progress=False, **extra)
+
+
+def _read(path):
+    if path.endswith(".zarr"):
+        return zarr.open_array(path, mode="r")[...]
+    with h5py.File(path, "r") as f:
+        return f["exported_data"][()]
+
+
+def test_cluster_output_is_bit_identical_to_one_process(cluster, data, volume, tmp_path):
+    single, failures = pixel.run_batch(_config(data, [volume], str(tmp_path / "one.h5"), "hdf5", workers=2))
+    assert not failures and single[0].blocks > 1
+    several = [volume, str(data / "inputs/3d.h5/data")]  # two inputs in flight at once
+    results, failures = pixel.run_batch(_config(data, several, str(tmp_path / "{nickname}.zarr"), scheduler=cluster.scheduler_address))
+    assert not failures
+    np.testing.assert_array_equal(_read(results[0].output), _read(single[0].output))
+    one_block, _ = pixel.run_batch(_config(data, [several[1]], str(tmp_path / "small.h5"), "hdf5"))
+    np.testing.assert_array_equal(_read(results[1].output), _read(one_block[0].output))
+    ome, failures = pixel.run_batch(_config(data, [volume], str(tmp_path / "ome.zarr"), "ome-zarr", scheduler=cluster.scheduler_address))
+    group = zarr.open_group(ome[0].output, mode="r")
+    assert [a["name"] for a in group.attrs["multiscales"][0]["axes"]] == ["z", "y", "x", "c"]
+    np.testing.assert_array_equal(group["0"][...], _read(single[0].output))
+    hdf5, failures = pixel.run_batch(_config(data, [volume], str(tmp_path / "client.h5"), "hdf5", scheduler=cluster.scheduler_address))
+    np.testing.assert_array_equal(_read(hdf5[0].output), _read(single[0].output))  # one writer on the client
+
+
+def test_a_killed_worker_loses_nothing(cluster, data, volume, tmp_path):
+    reference, _ = pixel.run_batch(_config(data, [volume], str(tmp_path / "ref.h5"), "hdf5", workers=8))
+    config = _config(data, [volume], str(tmp_path / "k.zarr"), scheduler=cluster.scheduler_address, workers=8)
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("r", pixel.run_batch(config)))
+    runner.start()
+    done_dir = tmp_path / "k.zarr.partial" / ".gpuheadless-done"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (done_dir.exists() and os.listdir(done_dir)):
+        time.sleep(0.05)
+    with distributed.Client(cluster.scheduler_address) as client:
+        pids = client.run(os.getpid)
+        finished_at_kill = len(os.listdir(done_dir))
+        os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+    runner.join(180)
+    assert finished_at_kill < reference[0].blocks  # the worker died mid-run
+    results, failures = outcome["r"]
+    assert not failures
+    np.testing.assert_array_equal(_read(results[0].output), _read(reference[0].output))
+
+
+def test_resume_skips_finished_blocks_and_outputs(data, volume, tmp_path, monkeypatch):
+    output = str(tmp_path / "r.zarr")
+    clean, _ = pixel.run_batch(_config(data, [volume], str(tmp_path / "clean.zarr"), workers=4))
+    calls = {"n": 0}
+    original = pixel.compute_block
+
+    def interrupted(task, block):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt  # the job is cancelled after two blocks
+        return original(task, block)
+
+    monkeypatch.setattr(pixel, "compute_block", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pixel.run_batch(_config(data, [volume], output, workers=4))
+    monkeypatch.setattr(pixel, "compute_block", original)
+    assert not os.path.exists(output) and os.path.isdir(output + ".partial")
+    finished = len(os.listdir(output + ".partial/.gpuheadless-done"))
+    blocks = zarr.open_array(output + ".partial", mode="r").nchunks  # one chunk per block
+    assert 1 <= finished <= 2 and blocks > 2
+    resumed, failures = pixel.run_batch(_config(data, [volume], output, workers=4, resume=True))
+    assert not failures and resumed[0].blocks == blocks - finished
+    np.testing.assert_array_equal(_read(output), _read(clean[0].output))
+    again, _ = pixel.run_batch(_config(data, [volume], output, workers=4, resume=True))
+    assert again[0].blocks == 0  # the finished output is skipped
+
+
+def test_zarr_and_ome_zarr_inputs_and_the_command_line(data, volume, tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    code, err = run_cli(["--headless", f"--project={data / 'projects/PixelClassification3d.ilp'}", "--export_source=Features",
+                         "--output_format=single-scale OME-Zarr", "--cutout_subregion=[(None,None,None,0),(None,None,None,1)]",
+                         f"--output_filename_format={tmp_path}/raw.zarr", "--scheduler=local:2", volume], tmp_path, capsys)
+    assert code == 0, err
+    # The exported channel (Gaussian smoothing 0.3) as an input: OME-Zarr group and plain array path.
+    for path in (str(tmp_path / "raw.zarr"), str(tmp_path / "raw.zarr/0")):
+        results, failures = pixel.run_batch(_config(data, [path], str(tmp_path / "p.h5"), "hdf5", input_axes="zyxc"))
+        assert not failures
+        assert _read(results[0].output).shape == (60, 120, 110, 2)
+    code, err = run_cli(["--headless", f"--project={data / 'projects/PixelClassification3d.ilp'}", "--resume",
+                         "--output_format=single-scale OME-Zarr", f"--output_filename_format={tmp_path}/raw.zarr", volume],
+                        tmp_path, capsys)
+    assert code == 0 and "Skipping" in err  # --resume: the finished output is left alone
