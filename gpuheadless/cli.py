@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, help="seed for retraining (ilastik's training is not reproducible)")
     o.add_argument("--scheduler", help="run blocks on Dask: a scheduler address, local[:N] or local-cuda")
     o.add_argument("--resume", action="store_true", help="skip outputs that exist and blocks already written (Zarr)")
+    o.add_argument("--pyramid", action="store_true", help="OME-Zarr: add downscaled levels (every second voxel)")
     p.add_argument("inputs", nargs="*", help="input images: files, or file.h5/internal/path")
     return p
 
@@ -170,6 +171,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         gpu_memory_mb=args.gpu_memory_mb,
         scheduler=args.scheduler,
         resume=args.resume,
+        pyramid=args.pyramid,
         seed=args.seed,
     )
 

@@ -45,6 +45,7 @@ class RunConfig:
     scheduler: str | None = None
     workers: int | None = None
     resume: bool = False
+    pyramid: bool = False
     seed: int | None = None
     cwd: str = field(default_factory=os.getcwd)
     progress: bool = True

@@ -131,3 +131,18 @@ def test_zarr_and_ome_zarr_inputs_and_the_command_line(data, volume, tmp_path, c
                          "--output_format=single-scale OME-Zarr", f"--output_filename_format={tmp_path}/raw.zarr", volume],
                         tmp_path, capsys)
     assert code == 0 and "Skipping" in err  # --resume: the finished output is left alone
+
+
+def test_ome_zarr_pyramid_levels_take_every_second_voxel(tmp_path):
+    from gpuheadless.io.zarr_io import ZarrWriter
+
+    image = np.arange(100 * 130, dtype=np.uint16).reshape(100, 130, 1)
+    writer = ZarrWriter(str(tmp_path / "p.zarr"), image.shape, image.dtype, "yxc", (40, 40, 1), {}, ome=True,
+                        resolutions={"y": 0.5, "x": 0.25}, pyramid=True)
+    writer.write((slice(None),) * 3, image)
+    writer.commit()
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    assert sorted(group.array_keys()) == ["0", "1"]  # 50 x 65; a third level would be below 32
+    np.testing.assert_array_equal(group["1"][...], image[::2, ::2])
+    scales = [d["coordinateTransformations"][0]["scale"] for d in group.attrs["multiscales"][0]["datasets"]]
+    assert scales == [[0.5, 0.25, 1.0], [1.0, 0.5, 1.0]]

@@ -236,6 +236,7 @@ def open_writer(
     chunks: tuple[int, ...] | None = None,
     resolutions: dict[str, float] | None = None,
     resume: bool = False,
+    pyramid: bool = False,
 ) -> Any:
     """Create the writer for ``output_format`` (checked with :func:`formats.check_supported`).
 
@@ -245,7 +246,8 @@ def open_writer(
         from .zarr_io import ZarrWriter  # noqa: PLC0415 - zarr is an optional extra
 
         return ZarrWriter(path, shape, dtype, axes, chunks or shape, attrs, ome=output_format != "zarr",
-                          resolutions=resolutions or {}, resume=resume)
+                          resolutions=resolutions or {}, resume=resume,
+                          pyramid=pyramid or output_format == "multi-scale OME-Zarr")
     if output_format in ("hdf5", "compressed hdf5"):
         return HDF5Writer(path, internal_path, shape, dtype, axes, attrs, compress=output_format == "compressed hdf5")
     if output_format == "numpy":

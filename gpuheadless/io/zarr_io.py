@@ -75,9 +75,10 @@ class ZarrWriter:
     """
 
     def __init__(self, final_path: str, shape, dtype, axes: str, chunks, attrs: dict[str, Any], ome: bool,
-                 resolutions: dict[str, float], resume: bool = False) -> None:
+                 resolutions: dict[str, float], resume: bool = False, pyramid: bool = False) -> None:
         zarr = _zarr()
         self.final_path = final_path
+        self._axes, self._resolutions, self._pyramid = axes, resolutions, pyramid and ome
         self.tmp_path = final_path + PARTIAL_SUFFIX
         self._array_path = os.path.join(self.tmp_path, "0") if ome else self.tmp_path
         try:
@@ -119,6 +120,8 @@ class ZarrWriter:
         return set(os.listdir(os.path.join(self.tmp_path, _DONE_DIR)))
 
     def commit(self) -> None:
+        if self._pyramid:
+            write_pyramid(self.tmp_path, self._axes, self._resolutions)
         shutil.rmtree(os.path.join(self.tmp_path, _DONE_DIR), ignore_errors=True)
         if os.path.exists(self.final_path):
             shutil.rmtree(self.final_path)
@@ -151,11 +154,47 @@ def write_region(array_path: str, region: tuple[slice, ...], data: np.ndarray) -
     _zarr().open_array(array_path, mode="r+")[region] = data
 
 
-def _multiscales(axes: str, resolutions: dict[str, float]) -> dict[str, Any]:
-    return {
-        "version": "0.4",
-        "axes": [{"name": a, "type": _AXIS_TYPES[a]} for a in axes],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [float(resolutions.get(a) or 1.0) if a != "c" else 1.0 for a in axes]}]}],
-    }
+def _multiscales(axes: str, resolutions: dict[str, float], levels: int = 1) -> dict[str, Any]:
+    """NGFF 0.4 ``multiscales``: level k halves every spatial axis k times."""
+    datasets = []
+    for level in range(levels):
+        factor = {a: 2**level if a in "zyx" else 1 for a in axes}
+        scale = [float(resolutions.get(a) or 1.0) * factor[a] if a != "c" else 1.0 for a in axes]
+        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    return {"version": "0.4", "axes": [{"name": a, "type": _AXIS_TYPES[a]} for a in axes], "datasets": datasets}
+
+
+_PYRAMID_MIN_SIDE = 32
+
+
+def write_pyramid(group_path: str, axes: str, resolutions: dict[str, float]) -> int:
+    """Add levels 1, 2 ... to an OME-Zarr image: every second voxel of the level above along each
+    spatial axis (no smoothing, so labels stay labels), until a side would drop below 32.
+
+    Levels are written slab by slab along the first spatial axis, so memory stays bounded.
+    Returns the number of levels.
+    """
+    zarr = _zarr()
+    group = zarr.open_group(group_path, mode="r+")
+    spatial = [i for i, a in enumerate(axes) if a in "zyx"]
+    level = 0
+    while True:
+        source = group[str(level)]
+        if min(source.shape[i] for i in spatial) // 2 < _PYRAMID_MIN_SIDE:
+            break
+        shape = tuple((n + 1) // 2 if i in spatial else n for i, n in enumerate(source.shape))
+        chunks = tuple(min(c, n) for c, n in zip(source.chunks, shape))
+        target = zarr.open_array(os.path.join(group_path, str(level + 1)), mode="w", shape=shape, chunks=chunks,
+                                 dtype=source.dtype, zarr_format=2, fill_value=0)
+        first = spatial[0]
+        step = max(2, 2 * chunks[first])
+        for begin in range(0, source.shape[first], step):
+            index = [slice(None, None, 2) if i in spatial else slice(None) for i in range(len(axes))]
+            index[first] = slice(begin, min(begin + step, source.shape[first]), 2)
+            out = [slice(None)] * len(axes)
+            out[first] = slice(begin // 2, begin // 2 + len(range(*index[first].indices(source.shape[first]))))
+            target[tuple(out)] = source[tuple(index)]
+        level += 1
+    group.attrs["multiscales"] = [_multiscales(axes, resolutions, level + 1)]
+    return level + 1
 

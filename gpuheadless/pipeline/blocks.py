@@ -56,13 +56,17 @@ def choose_block_shape(
     n_classes: int,
     budget_bytes: float,
     workers: int,
+    sharing: int | None = None,
 ) -> tuple[int, int, int]:
-    """The largest near-isotropic block (z, y, x) whose working set fits ``budget_bytes / workers``.
+    """The largest near-isotropic block (z, y, x) whose working set fits ``budget_bytes / sharing``.
+
+    ``sharing`` is how many blocks are computed at once within the budget (default ``workers``;
+    on a cluster each worker has its own budget, shared by its threads only).
 
     Axes of extent 1 stay 1. When the region would otherwise be one block while several workers
     are available, blocks are made smaller so that each worker gets one.
     """
-    per_worker = budget_bytes / max(workers, 1)
+    per_worker = budget_bytes / max(workers if sharing is None else sharing, 1)
 
     def shape_for(side: int) -> tuple[int, int, int]:
         return tuple(min(n, side) for n in region_shape)

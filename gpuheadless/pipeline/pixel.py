@@ -234,7 +234,7 @@ def execute_plan(
             lane_plan.output_format, lane_plan.final_path, lane_plan.internal_path, lane_plan.out_shape,
             lane_plan.transform.dtype, lane_plan.out_axes, lane_plan.attrs, lane_plan.slice_offset,
             chunks=chunk_shape(layout, lane_plan.out_axes, lane_plan.out_shape),
-            resolutions=lane.source.resolutions, resume=config.resume,
+            resolutions=lane.source.resolutions, resume=config.resume, pyramid=config.pyramid,
         )
         try:
             done = writer.done_blocks() if hasattr(writer, "done_blocks") else set()
