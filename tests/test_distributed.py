@@ -146,3 +146,35 @@ def test_ome_zarr_pyramid_levels_take_every_second_voxel(tmp_path):
     np.testing.assert_array_equal(group["1"][...], image[::2, ::2])
     scales = [d["coordinateTransformations"][0]["scale"] for d in group.attrs["multiscales"][0]["datasets"]]
     assert scales == [[0.5, 0.25, 1.0], [1.0, 0.5, 1.0]]
+
+
+def test_a_cancelled_cluster_job_resumes(cluster, data, volume, tmp_path, monkeypatch):
+    """The client stops after two finished blocks (a cancelled job); --resume on the cluster finishes it."""
+    from gpuheadless.pipeline import distributed as dist
+
+    output = str(tmp_path / "c.zarr")
+    reference, _ = pixel.run_batch(_config(data, [volume], str(tmp_path / "ref.h5"), "hdf5", workers=8))
+    original = dist.completed
+
+    def cancelled_after_two(futures):
+        for k, future in enumerate(original(futures)):
+            if k == 2:
+                for other in futures:
+                    other.cancel()
+                raise KeyboardInterrupt
+            yield future
+
+    monkeypatch.setattr(dist, "completed", cancelled_after_two)
+    monkeypatch.setattr(pixel, "block_budget_bytes", lambda config, backend=None: 40 * 2**20)  # many small blocks
+    config = _config(data, [volume], output, scheduler=cluster.scheduler_address, workers=8)
+    with pytest.raises(KeyboardInterrupt):
+        pixel.run_batch(config)
+    monkeypatch.setattr(dist, "completed", original)
+    time.sleep(1.0)  # let tasks already running on the workers finish or be cancelled
+    finished = len(os.listdir(output + ".partial/.gpuheadless-done"))
+    blocks = zarr.open_array(output + ".partial", mode="r").nchunks
+    assert 2 <= finished < blocks
+    resumed, failures = pixel.run_batch(_config(data, [volume], output, scheduler=cluster.scheduler_address, workers=8,
+                                                 resume=True))
+    assert not failures and resumed[0].blocks == blocks - finished
+    np.testing.assert_array_equal(_read(output), _read(reference[0].output))

@@ -43,6 +43,17 @@ def connect(config: RunConfig) -> Any:
         if count and not count.isdigit():
             raise UsageError(f"--scheduler {scheduler!r}: expected local or local:N")
         workers = int(count) if count else (os.cpu_count() or 1)
+        import dask  # noqa: PLC0415
+
+        # Blocks are sized to the budget already; Dask's own spilling and pausing at 60-80 % of
+        # the limit would only stall them. Its limit stays as a guard (terminate at 95 %).
+        dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+                         "distributed.worker.memory.pause": False,
+                         # Dask sets MALLOC_TRIM_THRESHOLD_ for its workers, which turns off glibc's
+                         # adaptive mmap threshold: every temporary array is then mapped and faulted
+                         # in afresh, and features took twice as long. Workers we start keep glibc's
+                         # defaults; on other clusters _tune_worker_malloc restores large thresholds.
+                         "distributed.nanny.pre-spawn-environ": {}})
         cluster = LocalCluster(n_workers=workers, threads_per_worker=max(config.threads, 1), processes=True,
                                memory_limit=f"{int(config.ram_budget_mb)}MiB", dashboard_address=":0")
         client = Client(cluster)
@@ -90,7 +101,31 @@ class BlockJob:
     partial_path: str | None
 
 
+def completed(futures: Sequence[Any]) -> Any:
+    """The futures in the order they finish (``dask.distributed.as_completed``)."""
+    from dask.distributed import as_completed  # noqa: PLC0415
+
+    return as_completed(futures)
+
+
 _WORKER_STATE = threading.local()
+_MALLOC_TUNED = False
+
+
+def _tune_worker_malloc() -> None:
+    """Large glibc mmap/trim thresholds in this worker process (see ``connect``); once, Linux only."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: glibc's adaptive maximum
+    except (OSError, AttributeError):
+        pass
 
 
 def _worker_task(job: BlockJob, forest: Any, block: Block) -> tuple[tuple[slice, ...], np.ndarray] | None:
@@ -101,6 +136,7 @@ def _worker_task(job: BlockJob, forest: Any, block: Block) -> tuple[tuple[slice,
     from .lane import Lane  # noqa: PLC0415
     from .pixel import BlockTask, compute_block  # noqa: PLC0415
 
+    _tune_worker_malloc()
     cache = getattr(_WORKER_STATE, "tasks", None)
     if cache is None:
         cache = _WORKER_STATE.tasks = {}
@@ -135,8 +171,6 @@ def run_on_cluster(
     advance: Callable[[], None],
 ) -> None:
     """Run ``blocks`` as cluster tasks; Zarr outputs are written by the workers themselves."""
-    from dask.distributed import as_completed  # noqa: PLC0415
-
     parallel = hasattr(writer, "array_path")
     job = BlockJob(
         lane_path=lane_plan.path, lane_axes=lane_plan.lane_axes, mask_path=lane_plan.mask_path, cwd=config.cwd,
@@ -148,7 +182,7 @@ def run_on_cluster(
     )
     forest_future = client.scatter(forest, broadcast=True) if forest is not None else None
     futures = client.map(_worker_task, [job] * len(blocks), [forest_future] * len(blocks), list(blocks), pure=False)
-    for future in as_completed(futures):
+    for future in completed(futures):
         result = future.result()
         if result is not None:
             where, data = result
