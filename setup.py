@@ -17,7 +17,8 @@ class BuildWithKernels(build_py):
         super().run()
         target = os.path.join(self.build_lib, "gpuheadless", "kernels")
         os.makedirs(target, exist_ok=True)
-        for source in glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "*.cu")):
+        here = os.path.dirname(os.path.abspath(__file__))
+        for source in glob.glob(os.path.join(here, "kernels", "*.cu")) + glob.glob(os.path.join(here, "kernels", "*.h")):
             shutil.copy(source, target)
 
 
@@ -38,6 +39,7 @@ setup(
         Extension(
             "gpuheadless.features._ceigen",
             sources=["gpuheadless/features/_ceigen.c"],
+            include_dirs=["kernels"],  # eigen3_math.h, shared with the CUDA kernel
             # -fno-math-errno: sqrtf inline (it never sets errno on the values used here).
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno"],
         ),

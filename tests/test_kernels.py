@@ -67,7 +67,8 @@ def test_every_kernel_compiles_with_nvrtc(source):
     with open(source) as f:
         code = f.read()
     prog = nvrtc.createProgram(code, os.path.basename(source), [], [])
-    options = ["--gpu-architecture=compute_90", "--device-as-default-execution-space", *NVCC_OPTIONS, "-DN_CLASSES=3"]
+    options = ["--gpu-architecture=compute_90", "--device-as-default-execution-space", *NVCC_OPTIONS, "-DN_CLASSES=3",
+               f"-I{kernel_source_dir()}"]
     try:
         nvrtc.compileProgram(prog, options)
     except Exception as exc:

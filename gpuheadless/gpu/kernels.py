@@ -46,7 +46,8 @@ class KernelSet:
     def _function(self, file: str, name: str, options: tuple[str, ...] = ()) -> Any:
         key = (file, options)
         if key not in self._modules:
-            self._modules[key] = self._loader(os.path.join(kernel_source_dir(), file), NVCC_OPTIONS + options)
+            directory = kernel_source_dir()
+            self._modules[key] = self._loader(os.path.join(directory, file), NVCC_OPTIONS + (f"-I{directory}",) + options)
         return self._modules[key].get_function(name)
 
     def correlate(self, array: Any, kernel: FirKernel, axis: int, unfused: tuple[int, int] | None) -> Any:
