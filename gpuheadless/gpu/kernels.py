@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..features.filters import correlation_operands
 from ..features.kernels import FirKernel
 from ..forest.model import Forest
 
@@ -53,14 +54,10 @@ class KernelSet:
     def correlate(self, array: Any, kernel: FirKernel, axis: int, unfused: tuple[int, int] | None) -> Any:
         """fastfilters-exact correlation of a (Z, Y, X) float32 array along ``axis``."""
         xp = self._xp
-        array = xp.asarray(array, dtype=xp.float32)
-        if array.strides[2] != 4 or any(s < 0 or s % 4 for s in array.strides):
-            array = xp.ascontiguousarray(array)
-        n0, n1, n2 = array.shape
-        out = xp.empty(array.shape, dtype=xp.float32)
+        array, out, (below, start) = correlation_operands(xp, array, axis, unfused)
         if out.size == 0:
             return out
-        below, start = unfused if unfused is not None and axis == 2 else (0, n2)
+        n0, n1, n2 = array.shape
         taps = xp.asarray(kernel.half, dtype=xp.float32)
         grid, block = _launch_shape(out.size)
         self._function("fir_correlate.cu", "fir_correlate")(grid, block, (
