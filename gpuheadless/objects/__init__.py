@@ -1,0 +1,1 @@
+"""Object Classification: object features and the object classifier (work in progress, issue 8)."""

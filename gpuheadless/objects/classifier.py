@@ -1,0 +1,49 @@
+"""The object classifier's input and output (spec/object-classification.md §4.3-§4.4)."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..forest.model import Forest
+from ..forest.predict import predict_cpu
+
+
+def feature_matrix(features: Mapping[str, Mapping[str, np.ndarray]], selected: Mapping[str, list[str]]) -> np.ndarray:
+    """The classifier's rows for one time point, objects 0..n (row 0 the background).
+
+    Plugins in ``sorted`` order, then their selected features in ``sorted`` order, each with its
+    columns as computed; float32, NaN and infinities replaced by 0, as ilastik does.
+    """
+    columns = []
+    for plugin in sorted(selected):
+        for name in sorted(selected[plugin]):
+            columns.append(np.asarray(features[plugin][name], dtype=np.float32))
+    matrix = np.concatenate(columns, axis=1) if columns else np.zeros((1, 0), np.float32)
+    matrix[~np.isfinite(matrix)] = 0.0
+    return matrix
+
+
+def object_probabilities(forest: Forest | None, matrix: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(n + 1, n_classes)`` probabilities; the background row and a lone background are zeros.
+
+    Columns follow the forest's labels (label k in column k - 1).
+    """
+    out = np.zeros((matrix.shape[0], n_classes), dtype=np.float32)
+    if forest is None or matrix.shape[0] <= 1:
+        return out
+    if matrix.shape[1] != forest.n_features:
+        raise ValueError(f"the object classifier expects {forest.n_features} features, got {matrix.shape[1]}")
+    scores = predict_cpu(forest, matrix)
+    for column, label in enumerate(forest.labels):
+        if 1 <= label <= n_classes:
+            out[:, int(label) - 1] = scores[:, column]
+    out[0] = 0.0
+    return out
+
+
+def predicted_classes(probabilities: np.ndarray) -> np.ndarray:
+    """1 + argmax per object (first maximum wins), 0 for the background."""
+    classes = (np.argmax(probabilities, axis=1) + 1).astype(np.uint32)
+    classes[0] = 0
+    return classes

@@ -1,0 +1,155 @@
+"""vigra's region features as ilastik's "Standard Object Features" (spec/object-classification.md §3.3-§3.4).
+
+Images are ``(X, Y, Z, C)`` float32 and label images ``(X, Y, Z)`` with objects 1..n, as ilastik
+hands them to vigra; coordinates are pixel indices in x, y(, z) order. Every feature is an array
+``(n + 1, width)``, row 0 the background (zeros), computed in float64 and stored as float32.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .eigensystem import symmetric_eigensystem
+
+STANDARD = ("Count", "Sum", "Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Covariance",
+            "PrincipalAxes", "RegionCenter", "RegionRadii", "RegionAxes", "Coord<Minimum>", "Coord<Maximum>")
+LOCAL = ("Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Sum", "Covariance")
+NEIGHBOURHOOD_SUFFIX = " in neighborhood"
+
+
+def _descending_eigen(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending) and eigenvectors (columns in that order) of symmetric matrices,
+    with vigra's method, so the vectors' signs are vigra's."""
+    values = np.empty(matrices.shape[:-1])
+    vectors = np.empty(matrices.shape)
+    for i, matrix in enumerate(matrices):
+        values[i], vectors[i] = symmetric_eigensystem(matrix)
+    return values, vectors
+
+
+def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[str]) -> dict[str, np.ndarray]:
+    """Per-label statistics of ``values`` (pixels, C) for labels ``index`` in 0..n (row 0 unused)."""
+    out: dict[str, np.ndarray] = {}
+    count = np.bincount(index, minlength=n + 1).astype(np.float64)
+    safe = np.where(count > 0, count, 1.0)
+    channels = values.shape[1]
+    sums = np.stack([np.bincount(index, values[:, c], n + 1) for c in range(channels)], axis=1)
+    mean = sums / safe[:, None]
+    centred = values - mean[index]
+    moments = {k: np.stack([np.bincount(index, centred[:, c] ** k, n + 1) for c in range(channels)], axis=1)
+               for k in (2, 3, 4)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["Sum"] = sums
+        out["Mean"] = mean
+        out["Variance"] = moments[2] / safe[:, None]
+        out["Skewness"] = np.sqrt(count)[:, None] * moments[3] / moments[2] ** 1.5
+        out["Kurtosis"] = count[:, None] * moments[4] / moments[2] ** 2 - 3.0
+    if names & {"Minimum", "Maximum"}:
+        out["Minimum"] = np.full((n + 1, channels), np.inf)
+        out["Maximum"] = np.full((n + 1, channels), -np.inf)
+        for c in range(channels):
+            np.minimum.at(out["Minimum"][:, c], index, values[:, c])
+            np.maximum.at(out["Maximum"][:, c], index, values[:, c])
+    if channels > 1 and names & {"Covariance", "PrincipalAxes"}:
+        cov = np.empty((n + 1, channels, channels))
+        for a in range(channels):
+            for b in range(channels):
+                cov[:, a, b] = np.bincount(index, centred[:, a] * centred[:, b], n + 1) / safe
+        out["Covariance"] = cov.reshape(n + 1, -1)
+        out["PrincipalAxes"] = _descending_eigen(cov)[1].reshape(n + 1, -1)
+    out["Count"] = count[:, None]
+    return out
+
+
+def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True
+                      ) -> dict[str, np.ndarray]:
+    """The selected standard features of every object.
+
+    Parameters
+    ----------
+    image : (X, Y, Z, C) array
+    labels : (X, Y, Z) integer array, objects 1..n
+    names : feature names (vigra's, without spaces)
+    exclusive_max : bool
+        ``Coord<Maximum>`` as max + 1 (ilastik since 2019) or the inclusive max (older projects).
+    """
+    names = set(names)
+    n = int(labels.max()) if labels.size else 0
+    index = labels.reshape(-1).astype(np.int64)
+    values = image.reshape(-1, image.shape[-1]).astype(np.float64)
+    out = _intensity_stats(values, index, n, names)
+    dims = 2 if labels.shape[2] == 1 else 3
+    grids = np.indices(labels.shape[:dims]).reshape(dims, -1).T.astype(np.float64)
+    count = out["Count"][:, 0]
+    safe = np.where(count > 0, count, 1.0)
+    center = np.stack([np.bincount(index, grids[:, d], n + 1) for d in range(dims)], axis=1) / safe[:, None]
+    out["RegionCenter"] = center
+    offsets = grids - center[index]
+    cov = np.empty((n + 1, dims, dims))
+    for a in range(dims):
+        for b in range(dims):
+            cov[:, a, b] = np.bincount(index, offsets[:, a] * offsets[:, b], n + 1) / safe
+    radii_sq, axes = _descending_eigen(cov)
+    out["RegionRadii"] = np.sqrt(np.maximum(radii_sq, 0.0))
+    out["RegionAxes"] = axes.reshape(n + 1, -1)
+    boxes = ndimage.find_objects(labels.astype(np.int64) if labels.dtype.kind != "i" else labels)
+    low = np.zeros((n + 1, dims))
+    high = np.zeros((n + 1, dims))
+    for i, box in enumerate(boxes, start=1):
+        if box is not None:
+            low[i] = [s.start for s in box[:dims]]
+            high[i] = [s.stop - (0 if exclusive_max else 1) for s in box[:dims]]
+    out["Coord<Minimum>"] = low
+    out["Coord<Maximum>"] = high
+    result = {}
+    for name in names:
+        if name in out:
+            array = np.asarray(out[name], dtype=np.float64)
+            array[0] = 0.0
+            result[name] = array.astype(np.float32)
+    return result
+
+
+def neighbourhood_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], margins: Sequence[int],
+                           exclusive_max: bool = True) -> dict[str, np.ndarray]:
+    """``<feature> in neighborhood`` for the selected local features (spec §3.4).
+
+    The neighbourhood of an object is the set of pixels closer than ``max(margins)`` to it in a
+    distance with per-axis pitch ``floor(max(margins) / margin_axis)``, minus the object itself
+    (other objects included), inside the object's box widened by the margins.
+    """
+    wanted = [name for name in names if name in LOCAL]
+    n = int(labels.max()) if labels.size else 0
+    dims = 2 if labels.shape[2] == 1 else 3
+    margins = np.asarray(list(margins)[:dims], dtype=np.int64)
+    reach = int(margins.max())
+    pitch = np.floor(reach / margins).astype(np.float64)
+    channels = image.shape[-1]
+    boxes = ndimage.find_objects(labels.astype(np.int64))
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+    for i in range(1, n + 1):
+        box = boxes[i - 1]
+        # ilastik widens the box from the stored Coord<Maximum>; the exclusive one adds a pixel.
+        crop = tuple(slice(max(s.start - m, 0), min(s.stop - 1 + (1 if exclusive_max else 0) + 1 + m, size))
+                     for s, m, size in zip(box[:dims], margins, labels.shape[:dims]))
+        crop = crop + (slice(0, 1),) if dims == 2 else crop
+        inside = labels[crop] == i
+        distance = ndimage.distance_transform_edt(~inside[..., 0] if dims == 2 else ~inside,
+                                                  sampling=pitch)
+        passed = distance < reach
+        context = passed & ~(inside[..., 0] if dims == 2 else inside)
+        values = image[crop].reshape(-1, channels) if dims == 3 else image[crop][:, :, 0].reshape(-1, channels)
+        chosen = values[context.reshape(-1)].astype(np.float64)
+        stats = _intensity_stats(chosen, np.ones(len(chosen), np.int64), 1, set(wanted))
+        for name in wanted:
+            rows[name].append(stats[name][1])
+    result = {}
+    for name in wanted:
+        width = channels * channels if name == "Covariance" else channels
+        table = np.zeros((n + 1, width), dtype=np.float64)
+        if rows[name]:
+            table[1:] = np.asarray(rows[name]).reshape(n, width)
+        result[name + NEIGHBOURHOOD_SUFFIX] = table.astype(np.float32)
+    return result

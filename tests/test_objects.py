@@ -1,0 +1,80 @@
+"""Object Classification building blocks against the values stored in ilastik's own project
+(ObjectClassification5t3d2c_wPred: 5 time points, 2 channels, 3D)."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from gpuheadless.objects.classifier import feature_matrix, object_probabilities, predicted_classes
+from gpuheadless.objects.eigensystem import symmetric_eigensystem
+from gpuheadless.objects.features import neighbourhood_features, standard_features
+from gpuheadless.project.vigra_forest import read_vigra_forests
+
+PROJECT = "projects/ObjectClassification5t3d2c_wPred_tablecsv.ilp"
+DEFAULTS = ("RegionCenter", "Coord<Minimum>", "Coord<Maximum>", "Count")
+
+
+@pytest.fixture(scope="module")
+def stored(data):
+    with h5py.File(data / PROJECT, "r") as f, h5py.File(data / "inputs/5t3d2c.h5", "r") as raw:
+        selected = {p: sorted(f["ObjectClassification/SelectedFeatures"][p]) for p in f["ObjectClassification/SelectedFeatures"]}
+        margins = f["ObjectExtraction/Features/Standard Object Features/Mean in neighborhood/margin"][()]
+        forests = f["ObjectClassification/ClassifierForests"]
+        forest = read_vigra_forests([forests[k] for k in sorted(forests) if k.startswith("Forest")])
+        steps = []
+        for t in range(5):
+            labels = f[f"ObjectExtraction/LabelImage_v2/labelimage000/block{t:04d}"][0, ..., 0]  # x, y, z
+            group = f[f"ObjectExtraction/RegionFeatures/0000/[[{t}], [{t + 1}]]"]
+            features = {p: {k: group[p][k][()] for k in group[p]} for p in group}
+            probabilities = f[f"ObjectClassification/CachedProbabilities/0000/{t}"][()]
+            image = np.transpose(raw["data"][t], (2, 1, 0, 3)).astype(np.float32)  # x, y, z, c
+            steps.append((image, labels, features, probabilities))
+        n_classes = len(f["ObjectClassification/LabelNames"])
+    return selected, margins, forest, steps, n_classes
+
+
+def _ours(image, labels, selected, margins):
+    names = selected["Standard Object Features"]
+    plain = [n for n in names if "neighborhood" not in n]
+    local = [n[: -len(" in neighborhood")] for n in names if n.endswith(" in neighborhood")]
+    # The project was written by ilastik 1.2.2, which stored Coord<Maximum> inclusive.
+    ours = standard_features(image, labels, plain + list(DEFAULTS), exclusive_max=False)
+    ours.update(neighbourhood_features(image, labels, local, margins, exclusive_max=False))
+    return ours
+
+
+def test_every_object_feature_equals_the_stored_value(stored):
+    selected, margins, _, steps, _ = stored
+    compared = 0
+    for image, labels, features, _ in steps:
+        ours = _ours(image, labels, selected, margins)
+        for plugin, table in features.items():
+            for name, reference in table.items():
+                if "object and neighborhood" in name:
+                    continue  # computed by ilastik but never selectable
+                np.testing.assert_array_equal(ours[name], reference, err_msg=f"{plugin}/{name}")
+                compared += reference.size
+    assert compared > 4000
+
+
+def test_stored_object_probabilities_are_reproduced_exactly(stored):
+    selected, margins, forest, steps, n_classes = stored
+    for image, labels, _, reference in steps:
+        ours = _ours(image, labels, selected, margins)
+        matrix = feature_matrix({"Standard Object Features": ours}, selected)
+        assert matrix.shape[1] == forest.n_features == 53
+        probabilities = object_probabilities(forest, matrix, n_classes)
+        np.testing.assert_array_equal(probabilities, reference)
+        assert predicted_classes(probabilities)[0] == 0
+
+
+def test_eigensystem_is_an_eigensystem_with_descending_values():
+    rng = np.random.default_rng(1)
+    for n in (2, 3, 4):
+        a = rng.normal(size=(n, n))
+        matrix = a + a.T
+        values, vectors = symmetric_eigensystem(matrix)
+        assert np.all(np.diff(values) <= 0)
+        np.testing.assert_allclose(matrix @ vectors, vectors * values, atol=1e-10)
+        np.testing.assert_allclose(vectors.T @ vectors, np.eye(n), atol=1e-10)
