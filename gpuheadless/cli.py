@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     i = p.add_argument_group("input flags")
     i.add_argument("--raw_data", "--raw-data", dest="raw_data", nargs="+", default=[])
     i.add_argument("--prediction_mask", "--prediction-mask", dest="prediction_mask", nargs="+", default=[])
+    oc = p.add_argument_group("Object Classification flags")
+    oc.add_argument("--prediction_maps", "--prediction-maps", dest="prediction_maps", nargs="+", default=[])
+    oc.add_argument("--segmentation_image", "--segmentation-image", dest="segmentation_image", nargs="+", default=[])
+    oc.add_argument("--label_image", "--label-image", dest="label_image", nargs="+", default=[])
+    oc.add_argument("--atlas", nargs="+", default=[])
+    oc.add_argument("--table_filename", help="write the object table (CSV) to <base>_table.<ext>")
+    oc.add_argument("--export_object_prediction_img", action="store_true", help="also write Object Predictions")
+    oc.add_argument("--export_object_probability_img", action="store_true", help="also write Object Probabilities")
+    oc.add_argument("--export_pixel_probability_img", action="store_true", help="(Pixel + Object variant only)")
     i.add_argument("--stack_along", "--stack-along", dest="stack_along", help="axis to stack glob/list members along (default z)")
     i.add_argument("--input_axes", "--input-axes", dest="input_axes")
     i.add_argument("--ignore_training_axistags", action="store_true")
@@ -176,6 +185,27 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:
+    """The Object Classification batch: exit status 0, or 1 if an input failed."""
+    from .objects.workflow import ObjectOptions, run_object_batch  # noqa: PLC0415
+
+    if args.atlas:
+        raise NotImplementedYet("--atlas")
+    extra = [name for flag, name in ((args.export_object_prediction_img, "Object Predictions"),
+                                     (args.export_object_probability_img, "Object Probabilities")) if flag]
+    if args.export_pixel_probability_img:
+        raise UsageError("--export_pixel_probability_img: only the Pixel + Object Classification workflow has pixel probabilities")
+    second = args.prediction_maps or args.segmentation_image or args.label_image
+    options = ObjectOptions(second_inputs=list(second), table_filename=args.table_filename, extra_sources=extra)
+    _written, failures = run_object_batch(config, options)
+    if failures:
+        print(f"gpuheadless: {len(failures)} of {len(config.inputs)} input(s) failed:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _setup_logging(debug: bool, logfile: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile:
@@ -212,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not config.inputs:
             log.info("No input files given; nothing to do.")
             return 0
+        from .objects.project import workflow_variant  # noqa: PLC0415
+
+        if workflow_variant(config.project):
+            return _run_objects(config, args)
         from .pipeline.pixel import run_batch  # noqa: PLC0415 - keeps --help fast
 
         results, failures = run_batch(config)

@@ -78,3 +78,50 @@ def test_eigensystem_is_an_eigensystem_with_descending_values():
         assert np.all(np.diff(values) <= 0)
         np.testing.assert_allclose(matrix @ vectors, vectors * values, atol=1e-10)
         np.testing.assert_allclose(vectors.T @ vectors, np.eye(n), atol=1e-10)
+
+
+def _run(data, tmp_path, capsys, *extra, project=PROJECT, second=("--prediction_maps", "inputs/5t3d2c_Probabilities.h5/exported_data")):
+    from cli_helpers import run_cli
+
+    return run_cli(["--headless", f"--project={data / project}", "--raw_data=inputs/5t3d2c.h5/data", second[0], second[1],
+                    "--output_format=compressed hdf5", f"--output_filename_format={tmp_path}/{{nickname}}_{{result_type}}.h5",
+                    *extra], data, capsys)
+
+
+def test_object_images_and_table_equal_ilastiks(data, tmp_path, capsys):
+    import csv
+
+    code, err = _run(data, tmp_path, capsys, "--export_source=Object Identities", "--export_object_prediction_img",
+                     "--export_object_probability_img", f"--table_filename={tmp_path}/objects.csv")
+    assert code == 0, err
+    for ours, ref in (("Object Identities", "Object_Identities"), ("Object Predictions", "Object_Predictions"),
+                      ("Object Probabilities", "Object_Probabilities")):
+        with h5py.File(tmp_path / f"5t3d2c-data_{ours}.h5", "r") as a, h5py.File(
+                data / f"reference/ObjectClassification5t3d2c_wPred__5t3d2c__{ref}.h5", "r") as b:
+            assert a["exported_data"].dtype == b["exported_data"].dtype
+            np.testing.assert_array_equal(a["exported_data"][()], b["exported_data"][()])
+    with open(tmp_path / "objects_table.csv") as f:
+        ours = list(csv.reader(f))
+    with open(data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c_table.csv") as f:
+        ref = list(csv.reader(f))
+    assert sorted(ours[0]) == sorted(ref[0]) and len(ours) == len(ref) == 72
+    position = {name: i for i, name in enumerate(ours[0])}
+    for ref_row, our_row in zip(ref[1:], ours[1:]):  # ilastik's column order is not deterministic
+        assert [our_row[position[name]] for name in ref[0]] == ref_row
+
+
+def test_binary_segmentation_without_classifier_gives_zeros(data, tmp_path, capsys):
+    code, err = _run(data, tmp_path, capsys, "--export_source=Object Predictions", project="projects/ObjectClassification5t3d2c_wSeg.ilp",
+                     second=("--segmentation_image", "inputs/5t3d2c_Binary_Segmentation.h5/exported_data"))
+    assert code == 0, err
+    with h5py.File(tmp_path / "5t3d2c-data_Object Predictions.h5", "r") as f:
+        assert not f["exported_data"][()].any()  # no labels in the project: no classifier
+
+
+@pytest.mark.parametrize("second, message", [
+    (("--prediction_maps", "inputs/3d2c_Probabilities.h5/exported_data"), "has shape"),
+])
+def test_bad_object_inputs(second, message, data, tmp_path, capsys):
+    code, err = _run(data, tmp_path, capsys, second=second)
+    assert code == 1 and message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

@@ -42,8 +42,10 @@ def object_probabilities(forest: Forest | None, matrix: np.ndarray, n_classes: i
     return out
 
 
-def predicted_classes(probabilities: np.ndarray) -> np.ndarray:
-    """1 + argmax per object (first maximum wins), 0 for the background."""
+def predicted_classes(probabilities: np.ndarray, classified: bool = True) -> np.ndarray:
+    """1 + argmax per object (first maximum wins), 0 for the background; all 0 without a classifier."""
     classes = (np.argmax(probabilities, axis=1) + 1).astype(np.uint32)
     classes[0] = 0
+    if not classified:
+        classes[:] = 0
     return classes

@@ -63,8 +63,8 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
     return out
 
 
-def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True
-                      ) -> dict[str, np.ndarray]:
+def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True,
+                      dtype: type = np.float32) -> dict[str, np.ndarray]:
     """The selected standard features of every object.
 
     Parameters
@@ -74,6 +74,8 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
     names : feature names (vigra's, without spaces)
     exclusive_max : bool
         ``Coord<Maximum>`` as max + 1 (ilastik since 2019) or the inclusive max (older projects).
+    dtype : type
+        float32, as ilastik stores plugin features, or float64, as it keeps its default features.
     """
     names = set(names)
     n = int(labels.max()) if labels.size else 0
@@ -108,7 +110,7 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
         if name in out:
             array = np.asarray(out[name], dtype=np.float64)
             array[0] = 0.0
-            result[name] = array.astype(np.float32)
+            result[name] = array.astype(dtype)
     return result
 
 

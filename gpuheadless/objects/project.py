@@ -1,0 +1,153 @@
+"""Reading an Object Classification project (spec/object-classification.md §1.1, §2.1, §3.7, §4, §6)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+from ..forest.model import Forest
+from ..project.safe_pickle import safe_loads
+from ..project.vigra_forest import VigraForestError, read_vigra_forests
+from .threshold import ThresholdSettings
+
+VARIANTS = {
+    "Object Classification (from prediction image)": "prediction",
+    "ObjectClassificationWorkflowPrediction": "prediction",
+    "Object Classification [Inputs: Raw Data, Pixel Prediction Map]": "prediction",
+    "Object Classification (from binary image)": "binary",
+    "ObjectClassificationWorkflowBinary": "binary",
+    "Object Classification [Inputs: Raw Data, Segmentation]": "binary",
+    "Object Classification (from label image)": "labels",
+    "ObjectClassificationWorkflowLabels": "labels",
+    "Object Classification [Inputs: Raw Data, Label Image]": "labels",
+}
+
+
+@dataclass
+class ObjectProject:
+    """What a headless Object Classification run needs from the ``.ilp``."""
+
+    path: Path
+    variant: str
+    ilastik_version: str
+    threshold: ThresholdSettings
+    selected: dict[str, list[str]]
+    margins: dict[str, np.ndarray]
+    display_names: dict[str, str]
+    label_names: list[str]
+    forest: Forest | None
+    table_settings: dict[str, Any] | None
+    table_features: list[str]
+    export: dict[str, Any] = field(default_factory=dict)
+    training_axes: str | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return max(len(self.label_names), 1)
+
+
+def _text(value: Any) -> str:
+    value = value[()] if isinstance(value, h5py.Dataset) else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def workflow_variant(path: str | os.PathLike[str]) -> str | None:
+    """``prediction``, ``binary`` or ``labels`` for an Object Classification project, else None."""
+    try:
+        with h5py.File(path, "r") as f:
+            name = _text(f["workflowName"]) if "workflowName" in f else ""
+    except OSError:
+        return None
+    return VARIANTS.get(name)
+
+
+def read_object_project(path: str | os.PathLike[str]) -> ObjectProject:
+    """Read an Object Classification project; UserError naming the file on anything unusable."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            return _read(f, path)
+    except OSError as exc:
+        raise UserError(f"project file '{path}': not a readable .ilp ({exc})") from None
+
+
+def _read(f: h5py.File, path: Path) -> ObjectProject:
+    variant = VARIANTS.get(_text(f["workflowName"]))
+    if variant is None:
+        raise UserError(f"project file '{path}': not an Object Classification project")
+    settings = ThresholdSettings()
+    if "ThresholdTwoLevels" in f:
+        g = f["ThresholdTwoLevels"]
+
+        def value(name: str, default: float) -> float:
+            return float(g[name][()]) if name in g else default
+
+        sigma = g.get("SmootherSigma")
+        method = int(value("CurOperator", 0))
+        low = value("LowThreshold", 0.5)
+        if method == 0 and "SingleThreshold" in g:  # legacy single threshold
+            low = value("SingleThreshold", low)
+        settings = ThresholdSettings(
+            method=method, low=low, high=value("HighThreshold", 0.8), channel=int(value("Channel", 0)),
+            core_channel=int(value("CoreChannel", value("Channel", 0))), min_size=int(value("MinSize", 10)),
+            max_size=int(value("MaxSize", 1000000)),
+            sigmas=tuple(float(sigma[a][()]) if sigma is not None and a in sigma else 1.0 for a in "zyx"),
+        )
+    selected: dict[str, list[str]] = {}
+    margins: dict[str, np.ndarray] = {}
+    display: dict[str, str] = {}
+    source = f.get("ObjectClassification/SelectedFeatures") or f.get("ObjectExtraction/Features")
+    extraction = f.get("ObjectExtraction/Features")
+    for group in filter(None, (source, extraction)):
+        root = group["0"] if "0" in group else group  # old projects wrap the selection in "0/"
+        for plugin in root:
+            for name in root[plugin]:
+                item = root[plugin][name]
+                if group is source:
+                    selected.setdefault(plugin, []).append(name)
+                if "margin" in item:
+                    margins[name] = np.asarray(item["margin"][()])
+                if "displaytext" in item:
+                    display[name] = _text(item["displaytext"])
+    label_names = [_text(n) for n in f["ObjectClassification/LabelNames"][()]] if "ObjectClassification/LabelNames" in f else []
+    forest = None
+    if "ObjectClassification/ClassifierForests" in f:
+        g = f["ObjectClassification/ClassifierForests"]
+        groups = [g[k] for k in sorted(g) if k.startswith("Forest")]
+        if groups:
+            try:
+                forest = read_vigra_forests(groups)
+            except VigraForestError as exc:
+                raise UserError(f"project file '{path}': unreadable object classifier ({exc})") from None
+    table_settings, table_features = None, []
+    if "ObjectClassification/ExportSettings" in f:
+        try:
+            stored = safe_loads(bytes(f["ObjectClassification/ExportSettings"][()]))
+        except Exception:  # a pickle we do not accept is treated as "no settings"
+            stored = (None, None)
+        if isinstance(stored, tuple) and len(stored) == 2 and isinstance(stored[0], dict):
+            table_settings, table_features = stored[0], list(stored[1] or [])
+    export = {}
+    if "Object Information Export" in f:
+        g = f["Object Information Export"]
+        for key, name in (("OutputFilenameFormat", "output_filename_format"), ("OutputFormat", "output_format"),
+                          ("OutputInternalPath", "output_internal_path")):
+            if key in g:
+                export[name] = _text(g[key])
+    axes = None
+    raw = "Input Data/infos/lane0000/Raw Data/axistags"
+    if raw in f:
+        import json  # noqa: PLC0415
+
+        axes = "".join(a["key"] for a in json.loads(_text(f[raw]))["axes"])
+    return ObjectProject(
+        path=path, variant=variant, ilastik_version=_text(f["ilastikVersion"]) if "ilastikVersion" in f else "",
+        threshold=settings, selected=selected, margins=margins, display_names=display, label_names=label_names,
+        forest=forest, table_settings=table_settings, table_features=table_features, export=export,
+        training_axes=axes,
+    )

@@ -1,0 +1,275 @@
+"""Headless Object Classification: objects, features, classes, images and the object table.
+
+Per input lane and time point: the object ids (thresholded prediction maps, a binary
+segmentation, or a label image), the selected object features, the object classifier's
+probabilities and classes; then the selected image (``Object Predictions``, ``Object
+Probabilities``, ``Object Identities``) through the same writers as Pixel Classification, and
+the CSV table of ``--table_filename`` (spec/object-classification.md §5).
+
+This version computes each time point whole (volumes larger than RAM are not supported yet), on
+the CPU, with the Standard Object Features (not the convex-hull and skeleton plugins).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import RunConfig
+from ..errors import UsageError, UserError
+from ..export import ExportTransform
+from ..io import formats
+from ..io.naming import format_known, replace_extension
+from ..io.stacks import open_input
+from ..io.writers import axistags_json, open_writer
+from ..pipeline.block_runner import place
+from ..pipeline.blocks import Block
+from ..pipeline.lane import Lane, lane_axes
+from .classifier import feature_matrix, object_probabilities, predicted_classes
+from .features import NEIGHBOURHOOD_SUFFIX, neighbourhood_features, standard_features
+from .project import ObjectProject, read_object_project
+from .threshold import object_ids, threshold
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("Object Predictions", "Object Probabilities", "Blockwise Object Predictions",
+           "Blockwise Object Probabilities", "Object Identities")
+STANDARD_PLUGIN = "Standard Object Features"
+DEFAULT_FEATURES = ("Count", "Coord<Minimum>", "Coord<Maximum>", "RegionCenter")
+DEFAULT_DISPLAY = {"Count": "Size in pixels", "Coord<Minimum>": "Bounding Box Minimum",
+                   "Coord<Maximum>": "Bounding Box Maximum", "RegionCenter": "Center of the object"}
+SECOND_ROLE = {"prediction": "--prediction_maps", "binary": "--segmentation_image", "labels": "--label_image"}
+
+
+@dataclass
+class ObjectOptions:
+    """The Object Classification inputs and table option of one run."""
+
+    second_inputs: list[str] = field(default_factory=list)
+    table_filename: str | None = None
+    extra_sources: list[str] = field(default_factory=list)  # --export_object_*_img
+
+
+def resolve_object_source(name: str | None) -> str:
+    if not name:
+        return SOURCES[0]
+    for source in SOURCES:
+        if source.lower() == name.strip().lower():
+            return source
+    raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {[s.lower() for s in SOURCES]}")
+
+
+def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[str], list[str]]:
+    """Export every lane; returns (written files, failures)."""
+    project = read_object_project(config.project)
+    source = resolve_object_source(config.export.source if config.export.source != "Probabilities" else None)
+    role = SECOND_ROLE[project.variant]
+    if len(options.second_inputs) != len(config.inputs):
+        raise UsageError(f"give one {role} input per --raw_data input (got {len(options.second_inputs)} for "
+                         f"{len(config.inputs)})")
+    unsupported = sorted(p for p in project.selected if p != STANDARD_PLUGIN)
+    if unsupported:
+        raise UsageError(f"project file '{project.path}': object features of {', '.join(unsupported)} are not "
+                         "implemented yet (only the Standard Object Features)")
+    written, failures = [], []
+    for raw_path, second_path in zip(config.inputs, options.second_inputs):
+        try:
+            written += _run_lane(config, options, project, source, raw_path, second_path)
+        except UserError as exc:
+            failures.append(str(exc))
+            log.error("%s", exc)
+    return written, failures
+
+
+def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
+    source = open_input(path, config.cwd, config.stack_along)
+    axes = config.input_axes.split(",")[0] if config.input_axes else None
+    return Lane(source, lane_axes(source, axes, None, True))
+
+
+def _run_lane(config, options, project: ObjectProject, source: str, raw_path: str, second_path: str) -> list[str]:
+    raw = _open(config, raw_path, project)
+    second = _open(config, second_path, project)
+    try:
+        if second.shape[:4] != raw.shape[:4]:
+            raise UserError(f"'{second_path}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_path}' {raw.shape[:4]}")
+        if project.variant == "prediction" and second.n_channels <= max(project.threshold.channel, project.threshold.core_channel):
+            raise UserError(f"prediction maps '{second_path}' have {second.n_channels} channel(s); the project "
+                            f"thresholds channel {max(project.threshold.channel, project.threshold.core_channel)}")
+        results = [_time_point(project, raw, second, t) for t in range(raw.shape[0])]
+        if sum(len(r[1]) - 1 for r in results) == 0 and project.variant != "prediction":
+            raise UserError(f"'{second_path}': the segmentation has no object")
+        sources = [source] + [s for s in options.extra_sources if s != source]
+        outputs = [_write_image(config, project, s, raw, results) for s in sources]
+        table = _table_path(config, options, project, raw)
+        if table:
+            outputs.append(_write_table(table, project, results))
+        return outputs
+    finally:
+        raw.source.close()
+        second.source.close()
+
+
+def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int):
+    """(ids (Z, Y, X), probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
+    full = (slice(None), slice(None), slice(None))
+    image = raw.read(t, full)
+    if project.variant == "prediction":
+        ids = object_ids(threshold(second.read(t, full), project.threshold))
+    elif project.variant == "binary":
+        ids = object_ids(second.read(t, full)[..., 0])
+    else:
+        ids = _relabel_consecutive(second.read(t, full)[..., 0])
+    if int(ids.max()) > np.iinfo(np.uint32).max:
+        raise UserError("more objects than a uint32 label image can hold")
+    image_xyzc = np.ascontiguousarray(np.transpose(image, (2, 1, 0, 3)))
+    ids_xyz = np.ascontiguousarray(np.transpose(ids, (2, 1, 0)))
+    names = project.selected.get(STANDARD_PLUGIN, [])
+    plain = [n for n in names if not n.endswith(NEIGHBOURHOOD_SUFFIX)]
+    local = [n[: -len(NEIGHBOURHOOD_SUFFIX)] for n in names if n.endswith(NEIGHBOURHOOD_SUFFIX)]
+    # ilastik 1.4 computes Coord<Maximum> exclusive (max + 1), whatever version wrote the project.
+    computed = standard_features(image_xyzc, ids_xyz, list(plain) + list(DEFAULT_FEATURES), True, np.float64)
+    defaults = {n: computed[n] for n in DEFAULT_FEATURES}  # float64, as vigra returns them
+    computed = {n: v.astype(np.float32) for n, v in computed.items()}  # plugin features are float32
+    if local:
+        reach = np.max([project.margins.get(n + NEIGHBOURHOOD_SUFFIX, [0]) for n in local], axis=0)
+        computed.update(neighbourhood_features(image_xyzc, ids_xyz, local, reach, True))
+    features = {STANDARD_PLUGIN: {n: computed[n] for n in names}, "Default features": defaults}
+    matrix = feature_matrix(features, {STANDARD_PLUGIN: names})
+    probabilities = object_probabilities(project.forest, matrix, project.n_classes)
+    return ids, probabilities, features
+
+
+def _relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Label-image variant: ids 1..n in raster order of first occurrence, 0 kept."""
+    flat = labels.reshape(-1)
+    values, first = np.unique(flat, return_index=True)
+    order = values[np.argsort(first, kind="stable")]
+    order = order[order != 0]
+    mapping = {int(v): i + 1 for i, v in enumerate(order)}
+    lookup = np.vectorize(lambda v: mapping.get(int(v), 0), otypes=[np.uint32])
+    return lookup(labels).astype(np.uint32)
+
+
+def _image(source: str, ids: np.ndarray, probabilities: np.ndarray, classified: bool) -> np.ndarray:
+    """The export source of one time point as (Z, Y, X, C)."""
+    if source == "Object Identities":
+        return ids[..., None].astype(np.uint32)
+    if source.endswith("Predictions"):
+        return predicted_classes(probabilities, classified).astype(np.uint8)[ids][..., None]
+    return probabilities[ids]
+
+
+def _write_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane, results) -> str:
+    output_format = config.export.output_format or project.export.get("output_format") or "compressed hdf5"
+    formats.check_supported(output_format)
+    channels = project.n_classes if source.endswith("Probabilities") else 1
+    dtype = np.dtype(np.uint32 if source == "Object Identities" else np.uint8 if source.endswith("Predictions") else np.float32)
+    out_axes = raw.axes if "c" in raw.axes else raw.axes + "c"
+    extent = dict(zip("tzyxc", raw.shape[:4] + (channels,)))
+    out_shape = tuple(extent[a] for a in out_axes)
+    formats.check_export_fits(output_format, out_axes, out_shape)
+    from_cli = config.export.output_filename_format is not None
+    pattern = config.export.output_filename_format or project.export.get("output_filename_format") or \
+        "{dataset_dir}/{nickname}_{result_type}"
+    values = {"dataset_dir": raw.source.dataset_dir, "nickname": raw.source.nickname.replace("*", ""), "result_type": source}
+    path = format_known(os.path.expanduser(pattern), values)
+    if not os.path.isabs(path):
+        path = os.path.join(config.cwd if from_cli else str(project.path.parent), path)
+    path = replace_extension(path, formats.extension(output_format))
+    internal = config.export.output_internal_path or project.export.get("output_internal_path") or "exported_data"
+    attrs = {"axistags": axistags_json(out_axes), "display_mode": "grayscale"}
+    if dtype == np.float32:
+        attrs["drange"] = np.array([0.0, 1.0], dtype=np.float32)
+    writer = open_writer(output_format, path, internal, out_shape, dtype, out_axes, attrs)
+    transform = ExportTransform(dtype, dtype, None)
+    region = {a: (0, extent[a]) for a in "tzyxc"}
+    try:
+        for t, (ids, probabilities, _) in enumerate(results):
+            block = Block(t, (0, 0, 0), ids.shape)
+            where, data = place(block, _image(source, ids, probabilities, project.forest is not None), transform, region,
+                                out_axes)
+            writer.write(where, data)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    log.info("Exported %s of %s to %s", source, raw.source.display, path)
+    return path
+
+
+def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProject, raw: Lane) -> str | None:
+    pattern = options.table_filename or (project.table_settings or {}).get("file path")
+    if not pattern:
+        return None
+    if (project.table_settings or {}).get("file type", "csv") != "csv" and not options.table_filename:
+        raise UsageError(f"project file '{project.path}': the HDF5 object table is not implemented yet")
+    path = format_known(os.path.expanduser(pattern), {"dataset_dir": raw.source.dataset_dir,
+                                                      "nickname": raw.source.nickname.replace("*", "")})
+    if not os.path.isabs(path):
+        path = os.path.join(config.cwd, path)
+    base, dot, ext = path.rpartition(".")
+    if not dot or "/" in ext:
+        raise UsageError(f"--table_filename {pattern!r}: needs an extension, e.g. objects.csv")
+    return f"{base}_table.{ext}"
+
+
+def _columns(project: ObjectProject, features: dict) -> list[tuple[str, str, str, int]]:
+    """(display column name, plugin, feature, component) in the table's order (spec §5.2)."""
+    wanted = set(project.table_features or project.selected.get(STANDARD_PLUGIN, []))
+    columns, seen = [], set()
+    plugins = sorted(p for p in features if p != "Default features") + ["Default features"]
+    for plugin in plugins:
+        names = sorted(features[plugin])
+        ordered = [n for n in names if not n.endswith(NEIGHBOURHOOD_SUFFIX)] + [n for n in names if n.endswith(NEIGHBOURHOOD_SUFFIX)]
+        for name in ordered:
+            if plugin != "Default features" and name not in wanted:
+                continue
+            if plugin == "Default features":
+                display = DEFAULT_DISPLAY[name]
+            elif name.endswith(NEIGHBOURHOOD_SUFFIX):
+                base = name[: -len(NEIGHBOURHOOD_SUFFIX)]
+                display = project.display_names.get(base, base) + NEIGHBOURHOOD_SUFFIX
+            else:
+                display = project.display_names.get(name, name)
+            if display in seen:
+                continue
+            seen.add(display)
+            width = features[plugin][name].shape[1]
+            for k in range(width):
+                columns.append((display if width == 1 else f"{display}_{k}", plugin, name, k))
+    return columns
+
+
+def _number(value: np.generic) -> str:
+    """``str()`` of a NumPy scalar as ilastik's NumPy 1.x writes it: float32 from 1e6 to 1e16 in
+    positional notation (NumPy 2 switched those to scientific)."""
+    if isinstance(value, np.float32) and np.isfinite(value) and 1e6 <= abs(float(value)) < 1e16:
+        return np.format_float_positional(value, unique=True, trim="0")
+    return str(value)
+
+
+def _write_table(path: str, project: ObjectProject, results) -> str:
+    names = project.label_names or ["Label 1"]
+    header = ["object_id", "timestep", "labelimage_oid", "User Label", "Predicted Class"]
+    header += [f"Probability of {n}" for n in names]
+    columns = _columns(project, results[0][2]) if results else []
+    lines = [",".join(header + [c[0] for c in columns])]
+    row_id = 0
+    for t, (ids, probabilities, features) in enumerate(results):
+        classes = predicted_classes(probabilities, project.forest is not None)
+        for oid in range(1, probabilities.shape[0]):
+            values = [str(row_id), str(t), str(oid), "0", names[classes[oid] - 1] if classes[oid] else "0"]
+            values += [_number(np.float32(p)) for p in probabilities[oid]]
+            values += [_number(features[plugin][name][oid, k]) for _, plugin, name, k in columns]
+            lines.append(",".join(values))
+            row_id += 1
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    log.info("Wrote the object table %s (%d objects)", path, row_id)
+    return path
