@@ -48,8 +48,7 @@ def no_classifier_project(data, tmp_path):
 BAD_CASES = {
     "missing project": (lambda d, t: [f"--project={t / 'nope.ilp'}", str(d / "inputs/2d.h5/data")], "does not exist"),
     "corrupt project": (lambda d, t: [f"--project={t / 'corrupt.ilp'}", str(d / "inputs/2d.h5/data")], "not an ilastik project"),
-    "other workflow": (lambda d, t: [f"--project={d / 'projects/ObjectClassification5t3d2c_wPred.ilp'}", str(d / "inputs/2d.h5/data")],
-                       "Object Classification"),
+    "other workflow": (lambda d, t: [f"--project={t / 'carving.ilp'}", str(d / "inputs/2d.h5/data")], "Carving"),
     "no classifier, no labels": (lambda d, t: [f"--project={t / 'empty.ilp'}", str(d / "inputs/2d.h5/data")], "no labels"),
     "wrong channel count": (lambda d, t: [f"--project={d / 'projects/PixelClassification2d.ilp'}", str(d / "inputs/2d3c.h5/data")],
                             "3 channel"),
@@ -68,6 +67,10 @@ def test_bad_input_one_line_nonzero_no_output(name, data, tmp_path, capsys, no_c
     (tmp_path / "corrupt.ilp").write_bytes(b"\x00garbage")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     (tmp_path / "afile").write_text("a file where a folder should be")
+    shutil.copyfile(data / "projects/PixelClassification2d3c.ilp", tmp_path / "carving.ilp")
+    with h5py.File(tmp_path / "carving.ilp", "a") as f:  # a workflow gpuheadless does not run
+        del f["workflowName"]
+        f["workflowName"] = b"Carving"
     make_args, expected = BAD_CASES[name]
     before = _files(tmp_path)
     code, err = _run(["--headless", *make_args(data, tmp_path)], tmp_path, capsys)
