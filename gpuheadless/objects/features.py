@@ -14,8 +14,11 @@ from scipy import ndimage
 from .eigensystem import symmetric_eigensystem
 
 STANDARD = ("Count", "Sum", "Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Covariance",
-            "PrincipalAxes", "RegionCenter", "RegionRadii", "RegionAxes", "Coord<Minimum>", "Coord<Maximum>")
-LOCAL = ("Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Sum", "Covariance")
+            "PrincipalAxes", "Histogram", "Quantiles", "RegionCenter", "RegionRadii", "RegionAxes", "Coord<Minimum>",
+            "Coord<Maximum>")
+LOCAL = ("Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Sum", "Covariance", "Histogram")
+BINS = 64
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 NEIGHBOURHOOD_SUFFIX = " in neighborhood"
 
 
@@ -59,8 +62,59 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
                 cov[:, a, b] = np.bincount(index, centred[:, a] * centred[:, b], n + 1) / safe
         out["Covariance"] = cov.reshape(n + 1, -1)
         out["PrincipalAxes"] = _descending_eigen(cov)[1].reshape(n + 1, -1)
+    if channels == 1 and names & {"Histogram", "Quantiles"}:
+        out.update(_histogram_features(values[:, 0], index, n, count, out))
     out["Count"] = count[:, None]
     return out
+
+
+def _histogram_features(values: np.ndarray, index: np.ndarray, n: int, count: np.ndarray,
+                        stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """vigra's 64-bin histograms over the range of all labelled pixels, and the quantiles
+    interpolated from them (spec §3.3)."""
+    labelled = values[index != 0]
+    low = float(labelled.min()) if labelled.size else 0.0
+    high = float(labelled.max()) if labelled.size else 0.0
+    if high == low:
+        high += BINS * 2.0**-52
+    scale = BINS / (high - low)
+    position = scale * (values - low)
+    bins = np.where(position == BINS, BINS - 1, np.floor(position)).astype(np.int64)
+    bins = np.clip(bins, 0, BINS - 1)
+    histogram = np.zeros((n + 1, BINS))
+    np.add.at(histogram, (index, bins), 1.0)
+    quantiles = np.zeros((n + 1, len(QUANTILES) + 2))
+    if "Minimum" not in stats:
+        stats["Minimum"] = np.full((n + 1, 1), np.inf)
+        stats["Maximum"] = np.full((n + 1, 1), -np.inf)
+        np.minimum.at(stats["Minimum"][:, 0], index, values)
+        np.maximum.at(stats["Maximum"][:, 0], index, values)
+    for i in range(1, n + 1):
+        if count[i] == 0:
+            continue
+        lo, hi = stats["Minimum"][i, 0], stats["Maximum"][i, 0]
+        keys, cumulative, running = [scale * (lo - low)], [0.0], 0.0
+        for k in np.nonzero(histogram[i])[0]:
+            if keys[-1] <= k:
+                keys.append(float(k))
+                cumulative.append(running)
+            running += histogram[i, k]
+            keys.append(float(k + 1))
+            cumulative.append(running)
+        keys[-1], cumulative[-1] = scale * (hi - low), count[i]
+        row = [lo]
+        for q in QUANTILES:
+            target = count[i] * q
+            for p in range(len(keys) - 1):
+                if cumulative[p] < target <= cumulative[p + 1]:
+                    fraction = (target - cumulative[p]) / (cumulative[p + 1] - cumulative[p])
+                    row.append(low + (keys[p] + fraction * (keys[p + 1] - keys[p])) / scale)
+                    break
+            else:
+                row.append(lo)
+        row.append(hi)
+        quantiles[i] = row
+    return {"Histogram": histogram, "Quantiles": quantiles}
 
 
 def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True,
@@ -149,7 +203,7 @@ def neighbourhood_features(image: np.ndarray, labels: np.ndarray, names: Sequenc
             rows[name].append(stats[name][1])
     result = {}
     for name in wanted:
-        width = channels * channels if name == "Covariance" else channels
+        width = channels * channels if name == "Covariance" else BINS if name == "Histogram" else channels
         table = np.zeros((n + 1, width), dtype=np.float64)
         if rows[name]:
             table[1:] = np.asarray(rows[name]).reshape(n, width)

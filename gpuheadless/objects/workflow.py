@@ -29,6 +29,7 @@ from ..pipeline.blocks import Block
 from ..pipeline.lane import Lane, lane_axes
 from .classifier import feature_matrix, object_probabilities, predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX, neighbourhood_features, standard_features
+from .hull import hull_features
 from .project import ObjectProject, read_object_project
 from .threshold import object_ids, threshold
 
@@ -40,6 +41,7 @@ STANDARD_PLUGIN = "Standard Object Features"
 DEFAULT_FEATURES = ("Count", "Coord<Minimum>", "Coord<Maximum>", "RegionCenter")
 DEFAULT_DISPLAY = {"Count": "Size in pixels", "Coord<Minimum>": "Bounding Box Minimum",
                    "Coord<Maximum>": "Bounding Box Maximum", "RegionCenter": "Center of the object"}
+HULL_PLUGINS = ("2D Convex Hull Features", "3D Convex Hull Features")
 SECOND_ROLE = {"prediction": "--prediction_maps", "binary": "--segmentation_image", "labels": "--label_image"}
 
 
@@ -69,10 +71,10 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if len(options.second_inputs) != len(config.inputs):
         raise UsageError(f"give one {role} input per --raw_data input (got {len(options.second_inputs)} for "
                          f"{len(config.inputs)})")
-    unsupported = sorted(p for p in project.selected if p != STANDARD_PLUGIN)
+    unsupported = sorted(p for p in project.selected if p not in (STANDARD_PLUGIN,) + HULL_PLUGINS)
     if unsupported:
-        raise UsageError(f"project file '{project.path}': object features of {', '.join(unsupported)} are not "
-                         "implemented yet (only the Standard Object Features)")
+        raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
+                         "implemented yet (Standard Object Features and the convex-hull features are)")
     written, failures = [], []
     for raw_path, second_path in zip(config.inputs, options.second_inputs):
         try:
@@ -137,7 +139,10 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int):
         reach = np.max([project.margins.get(n + NEIGHBOURHOOD_SUFFIX, [0]) for n in local], axis=0)
         computed.update(neighbourhood_features(image_xyzc, ids_xyz, local, reach, True))
     features = {STANDARD_PLUGIN: {n: computed[n] for n in names}, "Default features": defaults}
-    matrix = feature_matrix(features, {STANDARD_PLUGIN: names})
+    for plugin in HULL_PLUGINS:
+        if project.selected.get(plugin):
+            features[plugin] = hull_features(ids_xyz, project.selected[plugin])
+    matrix = feature_matrix(features, {p: v for p, v in project.selected.items()})
     probabilities = object_probabilities(project.forest, matrix, project.n_classes)
     return ids, probabilities, features
 
@@ -218,7 +223,7 @@ def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProjec
 
 def _columns(project: ObjectProject, features: dict) -> list[tuple[str, str, str, int]]:
     """(display column name, plugin, feature, component) in the table's order (spec §5.2)."""
-    wanted = set(project.table_features or project.selected.get(STANDARD_PLUGIN, []))
+    wanted = set(project.table_features or [n for names in project.selected.values() for n in names])
     columns, seen = [], set()
     plugins = sorted(p for p in features if p != "Default features") + ["Default features"]
     for plugin in plugins:
