@@ -2,6 +2,8 @@
 (ObjectClassification5t3d2c_wPred: 5 time points, 2 channels, 3D)."""
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -83,7 +85,7 @@ def test_eigensystem_is_an_eigensystem_with_descending_values():
 def _run(data, tmp_path, capsys, *extra, project=PROJECT, second=("--prediction_maps", "inputs/5t3d2c_Probabilities.h5/exported_data")):
     from cli_helpers import run_cli
 
-    return run_cli(["--headless", f"--project={data / project}", "--raw_data=inputs/5t3d2c.h5/data", second[0], second[1],
+    return run_cli(["--headless", f"--project={project if os.path.isabs(str(project)) else data / project}", "--raw_data=inputs/5t3d2c.h5/data", second[0], second[1],
                     "--output_format=compressed hdf5", f"--output_filename_format={tmp_path}/{{nickname}}_{{result_type}}.h5",
                     *extra], data, capsys)
 
@@ -118,13 +120,36 @@ def test_binary_segmentation_without_classifier_gives_zeros(data, tmp_path, caps
         assert not f["exported_data"][()].any()  # no labels in the project: no classifier
 
 
-@pytest.mark.parametrize("second, message", [
-    (("--prediction_maps", "inputs/3d2c_Probabilities.h5/exported_data"), "has shape"),
-])
-def test_bad_object_inputs(second, message, data, tmp_path, capsys):
-    code, err = _run(data, tmp_path, capsys, second=second)
-    assert code == 1 and message in err and "Traceback" not in err
-    assert not list(tmp_path.iterdir())
+def test_blockwise_sources_equal_the_plain_ones(data, tmp_path, capsys):
+    code, err = _run(data, tmp_path, capsys, "--export_source=Blockwise Object Probabilities")
+    assert code == 0, err
+    with h5py.File(tmp_path / "5t3d2c-data_Blockwise Object Probabilities.h5", "r") as a, h5py.File(
+            data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c__Blockwise_Object_Probabilities.h5", "r") as b:
+        np.testing.assert_array_equal(a["exported_data"][()], b["exported_data"][()])
+
+
+def test_bad_object_inputs(data, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    # raw data and prediction maps of different shapes
+    code, err = _run(data, out, capsys, second=("--prediction_maps", "inputs/3d2c_Probabilities.h5/exported_data"))
+    assert code == 1 and "has shape" in err and "Traceback" not in err
+    # the project thresholds a channel the prediction maps lack
+    project = tmp_path / "channel2.ilp"
+    shutil.copyfile(data / PROJECT, project)
+    with h5py.File(project, "a") as f:
+        f["ThresholdTwoLevels/Channel"][()] = 2
+    code, err = _run(data, out, capsys, project=project)
+    assert code == 1 and "thresholds channel 2" in err
+    # a segmentation without any object
+    with h5py.File(tmp_path / "empty.h5", "w") as f:
+        f["data"] = np.zeros((5, 33, 77, 45, 1), np.uint8)
+    code, err = _run(data, out, capsys, project="projects/ObjectClassification5t3d2c_wSeg.ilp",
+                     second=("--segmentation_image", str(tmp_path / "empty.h5/data")))
+    assert code == 1 and "no object" in err
+    assert not list(out.iterdir())  # nothing written for any of them
 
 
 WPRED = ["ObjectClassification2d_wPred.ilp", "ObjectClassification2d3c_wPred.ilp", "ObjectClassification5t2d1c_wPred.ilp",
@@ -175,3 +200,18 @@ def test_standard_and_hull_features_of_every_project_equal_the_stored_ones(name,
                 for feature, values in hull_features(labels).items():
                     np.testing.assert_array_equal(values, stored[hull_plugin][feature][()], err_msg=feature)
         assert axes_equal >= axes_checked - 1
+
+
+def test_retrains_from_stored_object_labels_without_a_forest(data, tmp_path, capsys, project_copy):
+    project = project_copy("ObjectClassification5t3d2c_wPred.ilp")
+    with h5py.File(project, "a") as f:
+        del f["ObjectClassification/ClassifierForests"]
+    code, err = _run(data, tmp_path, capsys, "--seed=1", "--export_source=Object Predictions", project=project)
+    assert code == 0, err
+    assert "Training an object classifier" in err
+    with h5py.File(tmp_path / "5t3d2c-data_Object Predictions.h5", "r") as a, h5py.File(
+            data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c__Object_Predictions.h5", "r") as b:
+        ours, ref = a["exported_data"][()], b["exported_data"][()]
+    assert set(np.unique(ours)) <= {0, 1, 2} and np.array_equal(ours > 0, ref > 0)
+    # Two labelled objects only, and training is random: most objects still get ilastik's class.
+    assert (ours[ref > 0] == ref[ref > 0]).mean() > 0.6

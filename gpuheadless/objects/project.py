@@ -45,6 +45,8 @@ class ObjectProject:
     table_features: list[str]
     export: dict[str, Any] = field(default_factory=dict)
     training_axes: str | None = None
+    labels: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (lane, t) -> class per object id
+    lanes: list[tuple[str, str]] = field(default_factory=list)  # (raw, second input), resolved paths
 
     @property
     def n_classes(self) -> int:
@@ -145,9 +147,23 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
         import json  # noqa: PLC0415
 
         axes = "".join(a["key"] for a in json.loads(_text(f[raw]))["axes"])
+    labels: dict[tuple[int, int], np.ndarray] = {}
+    if "ObjectClassification/LabelInputs" in f:
+        for lane_name, lane_group in f["ObjectClassification/LabelInputs"].items():
+            for t_name, values in lane_group.items():
+                if np.any(values[()]):
+                    labels[(int(lane_name), int(t_name))] = np.asarray(values[()])
+    lanes = []
+    infos = f.get("Input Data/infos")
+    for lane_name in sorted(infos) if infos is not None else []:
+        roles = [r for r in infos[lane_name] if "filePath" in infos[lane_name][r]]
+        paths = {r: _text(infos[lane_name][r]["filePath"]) for r in roles}
+        second = next((paths[r] for r in roles if r != "Raw Data"), None)
+        if "Raw Data" in paths and second:
+            lanes.append(tuple(p if os.path.isabs(p) else str(path.parent / p) for p in (paths["Raw Data"], second)))
     return ObjectProject(
         path=path, variant=variant, ilastik_version=_text(f["ilastikVersion"]) if "ilastikVersion" in f else "",
         threshold=settings, selected=selected, margins=margins, display_names=display, label_names=label_names,
         forest=forest, table_settings=table_settings, table_features=table_features, export=export,
-        training_axes=axes,
+        training_axes=axes, labels=labels, lanes=lanes,
     )

@@ -75,6 +75,8 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if unsupported:
         raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
                          "implemented yet (Standard Object Features and the convex-hull features are)")
+    if project.forest is None and project.labels:
+        project.forest = _train(config, project)
     written, failures = [], []
     for raw_path, second_path in zip(config.inputs, options.second_inputs):
         try:
@@ -83,6 +85,37 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
             failures.append(str(exc))
             log.error("%s", exc)
     return written, failures
+
+
+def _train(config: RunConfig, project: ObjectProject):
+    """A new object classifier from the objects labelled in the project (it stores no forest)."""
+    from ..forest.train import train_forest  # noqa: PLC0415
+
+    rows, targets = [], []
+    for lane_index, (raw_path, second_path) in enumerate(project.lanes):
+        wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
+        if not wanted:
+            continue
+        try:
+            raw, second = _open(config, raw_path, project), _open(config, second_path, project)
+        except UserError as exc:
+            raise UserError(f"project file '{project.path}': cannot read the training data to train the object "
+                            f"classifier: {exc}") from None
+        try:
+            for t, classes in sorted(wanted.items()):
+                _, _, features = _time_point(project, raw, second, t, classify=False)
+                matrix = feature_matrix(features, project.selected)
+                ids = np.nonzero(classes[: matrix.shape[0]])[0]
+                rows.append(matrix[ids])
+                targets.append(classes[ids].astype(np.uint32))
+        finally:
+            raw.source.close()
+            second.source.close()
+    if not rows:
+        raise UserError(f"project file '{project.path}': no labelled objects to train a classifier")
+    x, y = np.concatenate(rows), np.concatenate(targets)
+    log.info("Training an object classifier: 100 trees on %d labelled objects", len(y))
+    return train_forest(x, y, n_trees=100, threads=max(config.threads, 1), seed=config.seed)
 
 
 def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
@@ -114,7 +147,7 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
         second.source.close()
 
 
-def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int):
+def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, classify: bool = True):
     """(ids (Z, Y, X), probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
     full = (slice(None), slice(None), slice(None))
     image = raw.read(t, full)
@@ -142,7 +175,9 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int):
     for plugin in HULL_PLUGINS:
         if project.selected.get(plugin):
             features[plugin] = hull_features(ids_xyz, project.selected[plugin])
-    matrix = feature_matrix(features, {p: v for p, v in project.selected.items()})
+    if not classify:
+        return ids, None, features
+    matrix = feature_matrix(features, project.selected)
     probabilities = object_probabilities(project.forest, matrix, project.n_classes)
     return ids, probabilities, features
 
