@@ -215,3 +215,15 @@ def test_retrains_from_stored_object_labels_without_a_forest(data, tmp_path, cap
     assert set(np.unique(ours)) <= {0, 1, 2} and np.array_equal(ours > 0, ref > 0)
     # Two labelled objects only, and training is random: most objects still get ilastik's class.
     assert (ours[ref > 0] == ref[ref > 0]).mean() > 0.6
+
+
+def test_hdf5_object_table(data, tmp_path, capsys):
+    code, err = _run(data, tmp_path, capsys, f"--table_filename={tmp_path}/objects.h5")
+    assert code == 0, err
+    with h5py.File(tmp_path / "objects.h5", "r") as f:  # the HDF5 table keeps the given name
+        table = f["table"][()]
+        assert len(table) == 71 and table["Predicted Class"][0] == b"Label 1"
+        assert np.isclose(table["Probability of Label 1"][0], 0.61)
+        for i in (0, 35, 70):
+            mask = f[f"images/{i}/labeling"][()]
+            assert mask.sum() == table["Size in pixels"][i] and f[f"images/{i}/raw"].shape[:3] == mask.shape

@@ -31,6 +31,7 @@ from .classifier import feature_matrix, object_probabilities, predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX, neighbourhood_features, standard_features
 from .hull import hull_features
 from .project import ObjectProject, read_object_project
+from .table import write_csv_table, write_h5_table
 from .threshold import object_ids, threshold
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ SOURCES = ("Object Predictions", "Object Probabilities", "Blockwise Object Predi
            "Blockwise Object Probabilities", "Object Identities")
 STANDARD_PLUGIN = "Standard Object Features"
 DEFAULT_FEATURES = ("Count", "Coord<Minimum>", "Coord<Maximum>", "RegionCenter")
-DEFAULT_DISPLAY = {"Count": "Size in pixels", "Coord<Minimum>": "Bounding Box Minimum",
-                   "Coord<Maximum>": "Bounding Box Maximum", "RegionCenter": "Center of the object"}
 HULL_PLUGINS = ("2D Convex Hull Features", "3D Convex Hull Features")
 SECOND_ROLE = {"prediction": "--prediction_maps", "binary": "--segmentation_image", "labels": "--label_image"}
 
@@ -139,8 +138,10 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
         sources = [source] + [s for s in options.extra_sources if s != source]
         outputs = [_write_image(config, project, s, raw, results) for s in sources]
         table = _table_path(config, options, project, raw)
-        if table:
-            outputs.append(_write_table(table, project, results))
+        if table and table[1] == "h5":
+            outputs.append(write_h5_table(table[0], project, results, raw, project.table_settings or {}))
+        elif table:
+            outputs.append(write_csv_table(table[0], project, results))
         return outputs
     finally:
         raw.source.close()
@@ -240,12 +241,16 @@ def _write_image(config: RunConfig, project: ObjectProject, source: str, raw: La
     return path
 
 
-def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProject, raw: Lane) -> str | None:
-    pattern = options.table_filename or (project.table_settings or {}).get("file path")
+def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProject, raw: Lane) -> tuple[str, str] | None:
+    """Where the object table goes and its type (``csv`` or ``h5``), or None for no table.
+
+    ``--table_filename`` wins (its extension picks the type), then the project's table settings.
+    A CSV goes to ``<base>_table.<ext>``; an HDF5 table to the path itself (spec §5.2-§5.3).
+    """
+    settings = project.table_settings or {}
+    pattern = options.table_filename or settings.get("file path")
     if not pattern:
         return None
-    if (project.table_settings or {}).get("file type", "csv") != "csv" and not options.table_filename:
-        raise UsageError(f"project file '{project.path}': the HDF5 object table is not implemented yet")
     path = format_known(os.path.expanduser(pattern), {"dataset_dir": raw.source.dataset_dir,
                                                       "nickname": raw.source.nickname.replace("*", "")})
     if not os.path.isabs(path):
@@ -253,63 +258,5 @@ def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProjec
     base, dot, ext = path.rpartition(".")
     if not dot or "/" in ext:
         raise UsageError(f"--table_filename {pattern!r}: needs an extension, e.g. objects.csv")
-    return f"{base}_table.{ext}"
-
-
-def _columns(project: ObjectProject, features: dict) -> list[tuple[str, str, str, int]]:
-    """(display column name, plugin, feature, component) in the table's order (spec §5.2)."""
-    wanted = set(project.table_features or [n for names in project.selected.values() for n in names])
-    columns, seen = [], set()
-    plugins = sorted(p for p in features if p != "Default features") + ["Default features"]
-    for plugin in plugins:
-        names = sorted(features[plugin])
-        ordered = [n for n in names if not n.endswith(NEIGHBOURHOOD_SUFFIX)] + [n for n in names if n.endswith(NEIGHBOURHOOD_SUFFIX)]
-        for name in ordered:
-            if plugin != "Default features" and name not in wanted:
-                continue
-            if plugin == "Default features":
-                display = DEFAULT_DISPLAY[name]
-            elif name.endswith(NEIGHBOURHOOD_SUFFIX):
-                base = name[: -len(NEIGHBOURHOOD_SUFFIX)]
-                display = project.display_names.get(base, base) + NEIGHBOURHOOD_SUFFIX
-            else:
-                display = project.display_names.get(name, name)
-            if display in seen:
-                continue
-            seen.add(display)
-            width = features[plugin][name].shape[1]
-            for k in range(width):
-                columns.append((display if width == 1 else f"{display}_{k}", plugin, name, k))
-    return columns
-
-
-def _number(value: np.generic) -> str:
-    """``str()`` of a NumPy scalar as ilastik's NumPy 1.x writes it: float32 from 1e6 to 1e16 in
-    positional notation (NumPy 2 switched those to scientific)."""
-    if isinstance(value, np.float32) and np.isfinite(value) and 1e6 <= abs(float(value)) < 1e16:
-        return np.format_float_positional(value, unique=True, trim="0")
-    return str(value)
-
-
-def _write_table(path: str, project: ObjectProject, results) -> str:
-    names = project.label_names or ["Label 1"]
-    header = ["object_id", "timestep", "labelimage_oid", "User Label", "Predicted Class"]
-    header += [f"Probability of {n}" for n in names]
-    columns = _columns(project, results[0][2]) if results else []
-    lines = [",".join(header + [c[0] for c in columns])]
-    row_id = 0
-    for t, (ids, probabilities, features) in enumerate(results):
-        classes = predicted_classes(probabilities, project.forest is not None)
-        for oid in range(1, probabilities.shape[0]):
-            values = [str(row_id), str(t), str(oid), "0", names[classes[oid] - 1] if classes[oid] else "0"]
-            values += [_number(np.float32(p)) for p in probabilities[oid]]
-            values += [_number(features[plugin][name][oid, k]) for _, plugin, name, k in columns]
-            lines.append(",".join(values))
-            row_id += 1
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    log.info("Wrote the object table %s (%d objects)", path, row_id)
-    return path
+    kind = ("h5" if ext.lower() in ("h5", "hdf5") else "csv") if options.table_filename else settings.get("file type", "csv")
+    return (path, "h5") if kind == "h5" else (f"{base}_table.{ext}", "csv")

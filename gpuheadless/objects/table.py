@@ -1,0 +1,145 @@
+"""The object table (spec/object-classification.md §5.2-§5.3): CSV, and the HDF5 variant."""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from ..pipeline.lane import Lane
+from ..io.writers import axistags_json
+from .classifier import predicted_classes
+from .features import NEIGHBOURHOOD_SUFFIX
+from .project import ObjectProject
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DISPLAY = {"Count": "Size in pixels", "Coord<Minimum>": "Bounding Box Minimum",
+                   "Coord<Maximum>": "Bounding Box Maximum", "RegionCenter": "Center of the object"}
+
+
+def columns(project: ObjectProject, features: dict) -> list[tuple[str, str, str, int]]:
+    """(display column name, plugin, feature, component) in the table's order (spec §5.2)."""
+    wanted = set(project.table_features or [n for names in project.selected.values() for n in names])
+    columns, seen = [], set()
+    plugins = sorted(p for p in features if p != "Default features") + ["Default features"]
+    for plugin in plugins:
+        names = sorted(features[plugin])
+        ordered = [n for n in names if not n.endswith(NEIGHBOURHOOD_SUFFIX)] + [n for n in names if n.endswith(NEIGHBOURHOOD_SUFFIX)]
+        for name in ordered:
+            if plugin != "Default features" and name not in wanted:
+                continue
+            if plugin == "Default features":
+                display = DEFAULT_DISPLAY[name]
+            elif name.endswith(NEIGHBOURHOOD_SUFFIX):
+                base = name[: -len(NEIGHBOURHOOD_SUFFIX)]
+                display = project.display_names.get(base, base) + NEIGHBOURHOOD_SUFFIX
+            else:
+                display = project.display_names.get(name, name)
+            if display in seen:
+                continue
+            seen.add(display)
+            width = features[plugin][name].shape[1]
+            for k in range(width):
+                columns.append((display if width == 1 else f"{display}_{k}", plugin, name, k))
+    return columns
+
+
+def _number(value: np.generic) -> str:
+    """``str()`` of a NumPy scalar as ilastik's NumPy 1.x writes it: float32 from 1e6 to 1e16 in
+    positional notation (NumPy 2 switched those to scientific)."""
+    if isinstance(value, np.float32) and np.isfinite(value) and 1e6 <= abs(float(value)) < 1e16:
+        return np.format_float_positional(value, unique=True, trim="0")
+    return str(value)
+
+
+def write_csv_table(path: str, project: ObjectProject, results) -> str:
+    names = project.label_names or ["Label 1"]
+    header = ["object_id", "timestep", "labelimage_oid", "User Label", "Predicted Class"]
+    header += [f"Probability of {n}" for n in names]
+    table_columns = columns(project, results[0][2]) if results else []
+    lines = [",".join(header + [c[0] for c in table_columns])]
+    row_id = 0
+    for t, (ids, probabilities, features) in enumerate(results):
+        classes = predicted_classes(probabilities, project.forest is not None)
+        for oid in range(1, probabilities.shape[0]):
+            values = [str(row_id), str(t), str(oid), "0", names[classes[oid] - 1] if classes[oid] else "0"]
+            values += [_number(np.float32(p)) for p in probabilities[oid]]
+            values += [_number(features[plugin][name][oid, k]) for _, plugin, name, k in table_columns]
+            lines.append(",".join(values))
+            row_id += 1
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    log.info("Wrote the object table %s (%d objects)", path, row_id)
+    return path
+
+
+def _rows(project: ObjectProject, results):
+    """(header, per-column NumPy values, per-row (t, object id)) of the table."""
+    names = project.label_names or ["Label 1"]
+    table_columns = columns(project, results[0][2]) if results else []
+    header = ["object_id", "timestep", "labelimage_oid", "User Label", "Predicted Class"]
+    header += [f"Probability of {n}" for n in names] + [c[0] for c in table_columns]
+    cells: list[list] = [[] for _ in header]
+    where = []
+    row_id = 0
+    for t, (ids, probabilities, features) in enumerate(results):
+        classes = predicted_classes(probabilities, project.forest is not None)
+        for oid in range(1, probabilities.shape[0]):
+            row = [np.int64(row_id), np.int64(t), np.int64(oid), "0", names[classes[oid] - 1] if classes[oid] else "0"]
+            row += [np.float32(p) for p in probabilities[oid]]
+            row += [features[plugin][name][oid, k] for _, plugin, name, k in table_columns]
+            for column, value in zip(cells, row):
+                column.append(value)
+            where.append((t, oid))
+            row_id += 1
+    return header, cells, where
+
+
+def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settings: dict) -> str:
+    """The HDF5 table: a structured ``table`` dataset, and per object its mask (``labeling``) and
+    raw cut-out over its bounding box widened by ``margin`` (or the whole raw image once with
+    ``include raw``)."""
+    import h5py  # noqa: PLC0415
+
+    header, cells, where = _rows(project, results)
+    fields, data = [], []
+    for name, values in zip(header, cells):
+        if values and isinstance(values[0], str):
+            encoded = [v.encode() for v in values]
+            fields.append((name, f"S{max(len(v) for v in encoded) or 1}"))
+            data.append(encoded)
+        else:
+            fields.append((name, np.asarray(values).dtype if values else np.float32))
+            data.append(values)
+    table = np.zeros(len(where), dtype=fields)
+    for (name, _), values in zip(fields, data):
+        table[name] = values
+    margin = int(settings.get("margin", 0) or 0)
+    compression = settings.get("compression") or {}
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".partial"
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("table", data=table, **{k: v for k, v in compression.items() if k in ("compression", "compression_opts")})
+        spatial = [a for a in "zyx" if raw.shape["tzyx".index(a)] > 1]
+        if settings.get("include raw"):
+            image = np.squeeze(np.stack([raw.read(t, (slice(None),) * 3) for t in range(raw.shape[0])]))
+            f.create_dataset("images/raw", data=image).attrs["type"] = "image"
+        for i, (t, oid) in enumerate(where):
+            ids = results[t][0]
+            box = [np.nonzero(np.any(ids == oid, axis=tuple(a for a in range(3) if a != d)))[0] for d in range(3)]
+            region = tuple(slice(max(int(b.min()) - margin, 0), min(int(b.max()) + 1 + margin, n))
+                           for b, n in zip(box, ids.shape))
+            mask = np.squeeze((ids[region] == oid).astype(np.uint8))
+            labeling = f.create_dataset(f"images/{i}/labeling", data=mask)
+            labeling.attrs["type"] = "labeling"
+            labeling.attrs["axistags"] = axistags_json("".join(spatial))
+            if not settings.get("include raw"):
+                cut = np.squeeze(raw.read(t, region))
+                f.create_dataset(f"images/{i}/raw", data=cut).attrs["type"] = "image"
+    os.replace(tmp, path)
+    log.info("Wrote the object table %s (%d objects)", path, len(where))
+    return path
