@@ -198,12 +198,17 @@ def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:
     second = args.prediction_maps or args.segmentation_image or args.label_image
     options = ObjectOptions(second_inputs=list(second), table_filename=args.table_filename, extra_sources=extra)
     _written, failures = run_object_batch(config, options)
-    if failures:
-        print(f"gpuheadless: {len(failures)} of {len(config.inputs)} input(s) failed:", file=sys.stderr)
-        for line in failures:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(failures, len(config.inputs))
+
+
+def _report_failures(failures: list[str], n_inputs: int) -> int:
+    """List the failed inputs on stderr; the exit status (1 if any failed)."""
+    if not failures:
+        return 0
+    print(f"gpuheadless: {len(failures)} of {n_inputs} input(s) failed:", file=sys.stderr)
+    for line in failures:
+        print(f"  {line}", file=sys.stderr)
+    return 1
 
 
 def _setup_logging(debug: bool, logfile: str | None) -> None:
@@ -257,9 +262,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gpuheadless: interrupted", file=sys.stderr)
         return 130
-    if failures:
-        print(f"gpuheadless: {len(failures)} of {len(config.inputs)} input(s) failed:", file=sys.stderr)
-        for line in failures:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(failures, len(config.inputs))
