@@ -227,3 +227,14 @@ def test_hdf5_object_table(data, tmp_path, capsys):
         for i in (0, 35, 70):
             mask = f[f"images/{i}/labeling"][()]
             assert mask.sum() == table["Size in pixels"][i] and f[f"images/{i}/raw"].shape[:3] == mask.shape
+
+
+def test_label_image_ids_follow_first_occurrence_and_equal_values_form_objects():
+    from gpuheadless.objects.threshold import object_ids
+    from gpuheadless.objects.workflow import _relabel_consecutive
+
+    labels = np.array([[[5, 5, 0], [0, 9, 3]], [[3, 0, 7], [9, 9, 9]]], dtype=np.uint16)
+    np.testing.assert_array_equal(_relabel_consecutive(labels), [[[1, 1, 0], [0, 2, 3]], [[3, 0, 4], [2, 2, 2]]])
+    # A binary image with values 1 and 2: touching regions of different values are separate objects.
+    segmentation = np.array([[[1, 1, 2, 0, 2]]], dtype=np.uint8)
+    np.testing.assert_array_equal(object_ids(segmentation), [[[1, 1, 2, 0, 3]]])

@@ -185,13 +185,13 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, classif
 
 def _relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     """Label-image variant: ids 1..n in raster order of first occurrence, 0 kept."""
-    flat = labels.reshape(-1)
-    values, first = np.unique(flat, return_index=True)
-    order = values[np.argsort(first, kind="stable")]
-    order = order[order != 0]
-    mapping = {int(v): i + 1 for i, v in enumerate(order)}
-    lookup = np.vectorize(lambda v: mapping.get(int(v), 0), otypes=[np.uint32])
-    return lookup(labels).astype(np.uint32)
+    values, first, inverse = np.unique(labels.reshape(-1), return_index=True, return_inverse=True)
+    rank = np.empty(len(values), dtype=np.uint32)
+    order = np.argsort(first, kind="stable")
+    nonzero = values[order] != 0
+    rank[order[nonzero]] = np.arange(1, int(nonzero.sum()) + 1, dtype=np.uint32)
+    rank[values == 0] = 0
+    return rank[inverse].reshape(labels.shape)
 
 
 def _image(source: str, ids: np.ndarray, probabilities: np.ndarray, classified: bool) -> np.ndarray:
