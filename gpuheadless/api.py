@@ -15,6 +15,10 @@ def predict(
     output_filename_format: str | None = None,
     prediction_masks: Sequence[str] = (),
     device: str = "auto",
+    prediction_maps: Sequence[str] = (),
+    segmentation_image: Sequence[str] = (),
+    label_image: Sequence[str] = (),
+    table_filename: str | None = None,
     **export_options: Any,
 ) -> list[str]:
     """Apply a project to images, as ``gpuheadless --headless --project=... INPUT ...``.
@@ -33,6 +37,11 @@ def predict(
         Optional masks, paired with ``inputs`` by position.
     device : str
         ``auto``, ``cpu`` or ``gpu``.
+    prediction_maps, segmentation_image, label_image : sequence of str
+        Object Classification projects: the second input of each lane, as the project's
+        variant needs (``export_source`` then names an object source, e.g. ``Object Predictions``).
+    table_filename : str, optional
+        Object Classification: write the object table there (CSV, or HDF5 for ``.h5``).
     **export_options
         Any other field of :class:`gpuheadless.config.ExportOptions` (``cutout_subregion``,
         ``export_dtype``, ``output_axis_order`` ...) and ``input_axes``, ``stack_along``,
@@ -60,10 +69,21 @@ def predict(
         prediction_masks=[os.fspath(m) for m in prediction_masks], device=device,
         threads=threads_from_env(), ram_budget_mb=ram_budget_from_env(), progress=False, **run_options,
     )
-    results, failures = run_batch(config)
+    from .objects.project import workflow_variant  # noqa: PLC0415
+
+    if workflow_variant(config.project):
+        from .objects.workflow import ObjectOptions, run_object_batch  # noqa: PLC0415
+
+        if export_source == "Probabilities":
+            config.export.source = "Object Predictions"
+        second = list(prediction_maps or segmentation_image or label_image)
+        written, failures = run_object_batch(config, ObjectOptions(second_inputs=second, table_filename=table_filename))
+    else:
+        results, failures = run_batch(config)
+        written = [r.output for r in results]
     if failures:
         raise UserError("; ".join(failures))
-    return [r.output for r in results]
+    return written
 
 
 def train(*args: Any, **kwargs: Any) -> str:

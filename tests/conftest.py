@@ -10,11 +10,21 @@ import pytest
 DATA = Path(os.environ.get("GPUHEADLESS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "ilastik"))
 
 
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file under ``root``."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
 @pytest.fixture(scope="session")
-def data() -> Path:
+def data():
+    """The reference data; the session fails if any test added, changed or removed a file there."""
     if not (DATA / "projects").is_dir():
         pytest.skip(f"ilastik reference data not found at {DATA} (set GPUHEADLESS_TEST_DATA)")
-    return DATA
+    before = _snapshot(DATA)
+    yield DATA
+    after = _snapshot(DATA)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests modified the shared reference data in {DATA}: {changed}"
 
 
 @pytest.fixture

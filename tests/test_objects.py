@@ -83,11 +83,12 @@ def test_eigensystem_is_an_eigensystem_with_descending_values():
 
 
 def _run(data, tmp_path, capsys, *extra, project=PROJECT, second=("--prediction_maps", "inputs/5t3d2c_Probabilities.h5/exported_data")):
+    """Run in ``tmp_path``: a table path stored in the project is relative to the working directory."""
     from cli_helpers import run_cli
 
-    return run_cli(["--headless", f"--project={project if os.path.isabs(str(project)) else data / project}", "--raw_data=inputs/5t3d2c.h5/data", second[0], second[1],
-                    "--output_format=compressed hdf5", f"--output_filename_format={tmp_path}/{{nickname}}_{{result_type}}.h5",
-                    *extra], data, capsys)
+    return run_cli(["--headless", f"--project={data / project}", f"--raw_data={data}/inputs/5t3d2c.h5/data", second[0],
+                    str(data / second[1]), "--output_format=compressed hdf5",
+                    f"--output_filename_format={tmp_path}/{{nickname}}_{{result_type}}.h5", *extra], tmp_path, capsys)
 
 
 def test_object_images_and_table_equal_ilastiks(data, tmp_path, capsys):
@@ -123,6 +124,8 @@ def test_binary_segmentation_without_classifier_gives_zeros(data, tmp_path, caps
 def test_blockwise_sources_equal_the_plain_ones(data, tmp_path, capsys):
     code, err = _run(data, tmp_path, capsys, "--export_source=Blockwise Object Probabilities")
     assert code == 0, err
+    # Without --table_filename the project's own table setting applies, relative to the working directory.
+    assert (tmp_path / "reference/ObjectClassification5t3d2c_wPred__5t3d2c_table.csv").is_file()
     with h5py.File(tmp_path / "5t3d2c-data_Blockwise Object Probabilities.h5", "r") as a, h5py.File(
             data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c__Blockwise_Object_Probabilities.h5", "r") as b:
         np.testing.assert_array_equal(a["exported_data"][()], b["exported_data"][()])
@@ -238,3 +241,14 @@ def test_label_image_ids_follow_first_occurrence_and_equal_values_form_objects()
     # A binary image with values 1 and 2: touching regions of different values are separate objects.
     segmentation = np.array([[[1, 1, 2, 0, 2]]], dtype=np.uint8)
     np.testing.assert_array_equal(object_ids(segmentation), [[[1, 1, 2, 0, 3]]])
+
+
+def test_python_api_runs_object_projects(data, tmp_path):
+    from gpuheadless import predict
+
+    output, table = predict(str(data / PROJECT), [str(data / "inputs/5t3d2c.h5/data")], device="cpu", output_format="numpy",
+                        prediction_maps=[str(data / "inputs/5t3d2c_Probabilities.h5/exported_data")],
+                        output_filename_format=str(tmp_path / "objects.npy"), table_filename=str(tmp_path / "o.csv"))
+    assert table == str(tmp_path / "o_table.csv") and os.path.isfile(table)
+    with h5py.File(data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c__Object_Predictions.h5", "r") as f:
+        np.testing.assert_array_equal(np.load(output), f["exported_data"][()])

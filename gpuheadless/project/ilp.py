@@ -147,7 +147,7 @@ def _read(f: h5py.File, path: Path) -> Project:
         log.warning("%s has no workflowName; assuming Pixel Classification", path)
         workflow = PIXEL_CLASSIFICATION
     if workflow not in (PIXEL_CLASSIFICATION, "PixelClassificationWorkflow"):
-        raise UserError(f"project file '{path}' is a '{workflow}' project; gpuheadless runs Pixel Classification projects")
+        raise UserError(f"project file '{path}' is a '{workflow}' project; gpuheadless runs Pixel and Object Classification projects")
     if "FeatureSelections" not in f or "PixelClassification" not in f:
         raise UserError(f"project file '{path}' has no FeatureSelections or PixelClassification group")
     lanes = _read_lanes(f, path.parent)
