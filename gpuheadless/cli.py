@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--table_filename", help="write the object table (CSV) to <base>_table.<ext>")
     oc.add_argument("--export_object_prediction_img", action="store_true", help="also write Object Predictions")
     oc.add_argument("--export_object_probability_img", action="store_true", help="also write Object Probabilities")
-    oc.add_argument("--export_pixel_probability_img", action="store_true", help="(Pixel + Object variant only)")
+    oc.add_argument("--export_pixel_probability_img", action="store_true", help="also write Pixel Probabilities (Pixel + Object variant only)")
     i.add_argument("--stack_along", "--stack-along", dest="stack_along", help="axis to stack glob/list members along (default z)")
     i.add_argument("--input_axes", "--input-axes", dest="input_axes")
     i.add_argument("--ignore_training_axistags", action="store_true")
@@ -192,9 +192,8 @@ def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:
     if args.atlas:
         raise NotImplementedYet("--atlas")
     extra = [name for flag, name in ((args.export_object_prediction_img, "Object Predictions"),
-                                     (args.export_object_probability_img, "Object Probabilities")) if flag]
-    if args.export_pixel_probability_img:
-        raise UsageError("--export_pixel_probability_img: only the Pixel + Object Classification workflow has pixel probabilities")
+                                     (args.export_object_probability_img, "Object Probabilities"),
+                                     (args.export_pixel_probability_img, "Pixel Probabilities")) if flag]
     second = args.prediction_maps or args.segmentation_image or args.label_image
     options = ObjectOptions(second_inputs=list(second), table_filename=args.table_filename, extra_sources=extra)
     _written, failures = run_object_batch(config, options)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ from .errors import UsageError, UserError
 from .features.plan import FEATURE_IDS, FeatureSelection, make_plan
 from .forest.train import train_forest, vigra_mtry
 from .io.stacks import expand_members, open_input
+from .io.writers import temporary_path
 from .pipeline.lane import Lane
 from .pipeline.training import training_samples
 from .project.ilp import read_project
@@ -193,8 +193,7 @@ def train(
     if len(colors) < len(names):
         raise UsageError(f"--label_colors: {len(colors)} colours for {len(names)} classes")
     os.makedirs(project_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".partial", dir=project_dir)
-    os.close(fd)
+    tmp = temporary_path(output)
     try:
         write_project(tmp, lanes, selection, names, colors)
         project = read_project(tmp)

@@ -252,3 +252,46 @@ def test_python_api_runs_object_projects(data, tmp_path):
     assert table == str(tmp_path / "o_table.csv") and os.path.isfile(table)
     with h5py.File(data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c__Object_Predictions.h5", "r") as f:
         np.testing.assert_array_equal(np.load(output), f["exported_data"][()])
+
+
+def test_pixel_and_object_workflow_equals_its_two_stages(data, tmp_path, capsys):
+    """pc-oc-133.ilp (Pixel + Object Classification) takes --raw_data only: its pixel stage, then
+    the prediction-map variant's thresholding on those probabilities."""
+    import shutil
+
+    from cli_helpers import run_cli
+
+    common = [f"--raw_data={data}/inputs/5t2d1c.h5/data", f"--output_filename_format={tmp_path}/{{nickname}}_{{result_type}}.h5"]
+    code, err = run_cli(["--headless", f"--project={data}/projects/pc-oc-133.ilp", "--export_source=Object Identities",
+                         "--export_pixel_probability_img", *common], tmp_path, capsys)
+    assert code == 0, err
+    staged = tmp_path / "staged.ilp"  # the same project as a prediction-map project
+    shutil.copyfile(data / "projects/pc-oc-133.ilp", staged)
+    with h5py.File(staged, "a") as f:
+        del f["workflowName"]
+        f["workflowName"] = b"Object Classification (from prediction image)"
+    code, err = run_cli(["--headless", f"--project={staged}", "--export_source=Object Identities",
+                         f"--prediction_maps={tmp_path}/5t2d1c-data_Pixel Probabilities.h5/exported_data",
+                         f"--raw_data={data}/inputs/5t2d1c.h5/data", f"--output_filename_format={tmp_path}/staged.h5"],
+                        tmp_path, capsys)
+    assert code == 0, err
+    with h5py.File(tmp_path / "5t2d1c-data_Object Identities.h5", "r") as a, h5py.File(tmp_path / "staged.h5", "r") as b, \
+            h5py.File(tmp_path / "5t2d1c-data_Pixel Probabilities.h5", "r") as p:
+        ids = a["exported_data"][()]
+        np.testing.assert_array_equal(ids, b["exported_data"][()])
+        assert all(ids[t].max() > 0 for t in range(5))
+        probabilities = p["exported_data"][()]
+        assert probabilities.shape == (5, 33, 77, 2) and np.allclose(probabilities.sum(-1), 1, atol=1e-5)
+    code, err = run_cli(["--headless", f"--project={data}/projects/pc-oc-133.ilp", "--export_source=simple segmentation",
+                         *common], tmp_path, capsys)
+    assert code == 0, err
+    with h5py.File(tmp_path / "5t2d1c-data_Simple Segmentation.h5", "r") as f:
+        np.testing.assert_array_equal(f["exported_data"][()][..., 0], probabilities.argmax(-1) + 1)
+    # pixel sources and flags belong to this variant only, and it takes no second input
+    code, err = _run(data, tmp_path, capsys, "--export_source=Pixel Probabilities")
+    assert code == 2 and "Invalid option for --export_source" in err
+    code, err = _run(data, tmp_path, capsys, "--export_pixel_probability_img")
+    assert code == 2 and "only the Pixel + Object Classification workflow" in err
+    code, err = run_cli(["--headless", f"--project={data}/projects/pc-oc-133.ilp", "--prediction_maps=x.h5/data", *common],
+                        tmp_path, capsys)
+    assert code == 2 and "give --raw_data only" in err

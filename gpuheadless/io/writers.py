@@ -45,9 +45,20 @@ def determine_block_shape(max_shape: tuple[int, ...], target_volume: int) -> tup
     return tuple(shape)
 
 
-def _temporary_path(final_path: str) -> str:
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def temporary_path(final_path: str) -> str:
+    """A new empty file beside ``final_path``, with the permissions a plain ``open`` would give it."""
     directory, name = os.path.split(final_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory or ".")
+    os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600 files; outputs are meant to be shared like any other
     os.close(fd)
     return tmp
 
@@ -60,7 +71,7 @@ class Writer:
         directory = os.path.dirname(final_path) or "."
         try:
             os.makedirs(directory, exist_ok=True)
-            self.tmp_path = _temporary_path(final_path)
+            self.tmp_path = temporary_path(final_path)
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
 
@@ -157,7 +168,7 @@ class ImageFileWriter(Writer):
         directory = os.path.dirname(final_path) or "."
         try:
             os.makedirs(directory, exist_ok=True)
-            self._scratch = _temporary_path(os.path.join(directory, "gpuheadless-staging.npy"))
+            self._scratch = temporary_path(os.path.join(directory, "gpuheadless-staging.npy"))
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
         self.tmp_path = self._scratch
@@ -183,7 +194,7 @@ class ImageFileWriter(Writer):
     def commit(self):
         try:
             for path, array, axes in self._files():
-                tmp = _temporary_path(path)
+                tmp = temporary_path(path)
                 self._written.append((tmp, path))
                 with open(tmp, "wb") as stream:
                     if self._format.startswith("multipage tiff"):

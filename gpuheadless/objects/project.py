@@ -25,6 +25,9 @@ VARIANTS = {
     "Object Classification (from label image)": "labels",
     "ObjectClassificationWorkflowLabels": "labels",
     "Object Classification [Inputs: Raw Data, Label Image]": "labels",
+    "Object Classification (from pixel classification)": "pixel",
+    "ObjectClassificationWorkflowPixel": "pixel",
+    "Pixel Classification + Object Classification (deprecated)": "pixel",
 }
 
 
@@ -59,7 +62,7 @@ def _text(value: Any) -> str:
 
 
 def workflow_variant(path: str | os.PathLike[str]) -> str | None:
-    """``prediction``, ``binary`` or ``labels`` for an Object Classification project, else None."""
+    """``prediction``, ``binary``, ``labels`` or ``pixel`` for an Object Classification project, else None."""
     try:
         with h5py.File(path, "r") as f:
             name = _text(f["workflowName"]) if "workflowName" in f else ""
@@ -159,8 +162,10 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
         roles = [r for r in infos[lane_name] if "filePath" in infos[lane_name][r]]
         paths = {r: _text(infos[lane_name][r]["filePath"]) for r in roles}
         second = next((paths[r] for r in roles if r != "Raw Data"), None)
-        if "Raw Data" in paths and second:
-            lanes.append(tuple(p if os.path.isabs(p) else str(path.parent / p) for p in (paths["Raw Data"], second)))
+        if variant == "pixel":
+            second = ""  # the pixel stage computes it from the raw data
+        if "Raw Data" in paths and second is not None:
+            lanes.append(tuple(p if not p or os.path.isabs(p) else str(path.parent / p) for p in (paths["Raw Data"], second)))
     return ObjectProject(
         path=path, variant=variant, ilastik_version=_text(f["ilastikVersion"]) if "ilastikVersion" in f else "",
         threshold=settings, selected=selected, margins=margins, display_names=display, label_names=label_names,

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..pipeline.lane import Lane
-from ..io.writers import axistags_json
+from ..io.writers import axistags_json, temporary_path
 from .classifier import predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX
 from .project import ObjectProject
@@ -69,9 +69,13 @@ def write_csv_table(path: str, project: ObjectProject, results) -> str:
             lines.append(",".join(values))
             row_id += 1
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    except BaseException:
+        os.remove(tmp)
+        raise
     os.replace(tmp, path)
     log.info("Wrote the object table %s (%d objects)", path, row_id)
     return path
@@ -121,25 +125,29 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
     margin = int(settings.get("margin", 0) or 0)
     compression = settings.get("compression") or {}
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".partial"
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("table", data=table, **{k: v for k, v in compression.items() if k in ("compression", "compression_opts")})
-        spatial = [a for a in "zyx" if raw.shape["tzyx".index(a)] > 1]
-        if settings.get("include raw"):
-            image = np.squeeze(np.stack([raw.read(t, (slice(None),) * 3) for t in range(raw.shape[0])]))
-            f.create_dataset("images/raw", data=image).attrs["type"] = "image"
-        for i, (t, oid) in enumerate(where):
-            ids = results[t][0]
-            box = [np.nonzero(np.any(ids == oid, axis=tuple(a for a in range(3) if a != d)))[0] for d in range(3)]
-            region = tuple(slice(max(int(b.min()) - margin, 0), min(int(b.max()) + 1 + margin, n))
-                           for b, n in zip(box, ids.shape))
-            mask = np.squeeze((ids[region] == oid).astype(np.uint8))
-            labeling = f.create_dataset(f"images/{i}/labeling", data=mask)
-            labeling.attrs["type"] = "labeling"
-            labeling.attrs["axistags"] = axistags_json("".join(spatial))
-            if not settings.get("include raw"):
-                cut = np.squeeze(raw.read(t, region))
-                f.create_dataset(f"images/{i}/raw", data=cut).attrs["type"] = "image"
+    tmp = temporary_path(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("table", data=table, **{k: v for k, v in compression.items() if k in ("compression", "compression_opts")})
+            spatial = [a for a in "zyx" if raw.shape["tzyx".index(a)] > 1]
+            if settings.get("include raw"):
+                image = np.squeeze(np.stack([raw.read(t, (slice(None),) * 3) for t in range(raw.shape[0])]))
+                f.create_dataset("images/raw", data=image).attrs["type"] = "image"
+            for i, (t, oid) in enumerate(where):
+                ids = results[t][0]
+                box = [np.nonzero(np.any(ids == oid, axis=tuple(a for a in range(3) if a != d)))[0] for d in range(3)]
+                region = tuple(slice(max(int(b.min()) - margin, 0), min(int(b.max()) + 1 + margin, n))
+                               for b, n in zip(box, ids.shape))
+                mask = np.squeeze((ids[region] == oid).astype(np.uint8))
+                labeling = f.create_dataset(f"images/{i}/labeling", data=mask)
+                labeling.attrs["type"] = "labeling"
+                labeling.attrs["axistags"] = axistags_json("".join(spatial))
+                if not settings.get("include raw"):
+                    cut = np.squeeze(raw.read(t, region))
+                    f.create_dataset(f"images/{i}/raw", data=cut).attrs["type"] = "image"
+    except BaseException:
+        os.remove(tmp)
+        raise
     os.replace(tmp, path)
     log.info("Wrote the object table %s (%d objects)", path, len(where))
     return path

@@ -11,8 +11,10 @@ the CPU, with the Standard Object Features (not the convex-hull and skeleton plu
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +32,7 @@ from ..pipeline.lane import Lane, lane_axes
 from .classifier import feature_matrix, object_probabilities, predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX, neighbourhood_features, standard_features
 from .hull import hull_features
+from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
 from .project import ObjectProject, read_object_project
 from .table import write_csv_table, write_h5_table
 from .threshold import object_ids, threshold
@@ -50,26 +53,35 @@ class ObjectOptions:
 
     second_inputs: list[str] = field(default_factory=list)
     table_filename: str | None = None
-    extra_sources: list[str] = field(default_factory=list)  # --export_object_*_img
+    extra_sources: list[str] = field(default_factory=list)  # --export_object_*_img, --export_pixel_probability_img
 
 
-def resolve_object_source(name: str | None) -> str:
+def resolve_object_source(name: str | None, variant: str = "prediction") -> str:
+    """ilastik's export name for ``--export_source`` (case-insensitive); the pixel sources only in the pixel variant."""
+    valid = SOURCES + (tuple(PIXEL_SOURCES) if variant == "pixel" else ())
     if not name:
-        return SOURCES[0]
-    for source in SOURCES:
+        return valid[0]
+    for source in valid:
         if source.lower() == name.strip().lower():
             return source
-    raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {[s.lower() for s in SOURCES]}")
+    raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {[s.lower() for s in valid]}")
 
 
 def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[str], list[str]]:
     """Export every lane; returns (written files, failures)."""
     project = read_object_project(config.project)
-    source = resolve_object_source(config.export.source if config.export.source != "Probabilities" else None)
-    role = SECOND_ROLE[project.variant]
-    if len(options.second_inputs) != len(config.inputs):
-        raise UsageError(f"give one {role} input per --raw_data input (got {len(options.second_inputs)} for "
-                         f"{len(config.inputs)})")
+    source = resolve_object_source(config.export.source if config.export.source != "Probabilities" else None,
+                                   project.variant)
+    if project.variant == "pixel":
+        if options.second_inputs:
+            raise UsageError("this project computes its pixel probabilities itself: give --raw_data only")
+        options.second_inputs = [""] * len(config.inputs)
+    elif len(options.second_inputs) != len(config.inputs):
+        raise UsageError(f"give one {SECOND_ROLE[project.variant]} input per --raw_data input (got "
+                         f"{len(options.second_inputs)} for {len(config.inputs)})")
+    if "Pixel Probabilities" in options.extra_sources and project.variant != "pixel":
+        raise UsageError("--export_pixel_probability_img: only the Pixel + Object Classification workflow has pixel "
+                         "probabilities")
     unsupported = sorted(p for p in project.selected if p not in (STANDARD_PLUGIN,) + HULL_PLUGINS)
     if unsupported:
         raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
@@ -77,12 +89,15 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if project.forest is None and project.labels:
         project.forest = _train(config, project)
     written, failures = [], []
-    for raw_path, second_path in zip(config.inputs, options.second_inputs):
-        try:
-            written += _run_lane(config, options, project, source, raw_path, second_path)
-        except UserError as exc:
-            failures.append(str(exc))
-            log.error("%s", exc)
+    with tempfile.TemporaryDirectory(prefix="gpuheadless-pixel-") as scratch:
+        for raw_path, second_path in zip(config.inputs, options.second_inputs):
+            try:
+                if project.variant == "pixel":
+                    second_path = probabilities_for_objects(config, raw_path, scratch)
+                written += _run_lane(config, options, project, source, raw_path, second_path)
+            except UserError as exc:
+                failures.append(str(exc))
+                log.error("%s", exc)
     return written, failures
 
 
@@ -91,30 +106,41 @@ def _train(config: RunConfig, project: ObjectProject):
     from ..forest.train import train_forest  # noqa: PLC0415
 
     rows, targets = [], []
-    for lane_index, (raw_path, second_path) in enumerate(project.lanes):
-        wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
-        if not wanted:
-            continue
-        try:
-            raw, second = _open(config, raw_path, project), _open(config, second_path, project)
-        except UserError as exc:
-            raise UserError(f"project file '{project.path}': cannot read the training data to train the object "
-                            f"classifier: {exc}") from None
-        try:
-            for t, classes in sorted(wanted.items()):
-                _, _, features = _time_point(project, raw, second, t, classify=False)
-                matrix = feature_matrix(features, project.selected)
-                ids = np.nonzero(classes[: matrix.shape[0]])[0]
-                rows.append(matrix[ids])
-                targets.append(classes[ids].astype(np.uint32))
-        finally:
-            raw.source.close()
-            second.source.close()
+    with tempfile.TemporaryDirectory(prefix="gpuheadless-pixel-") as scratch:
+        for lane_index, (raw_path, second_path) in enumerate(project.lanes):
+            wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
+            if wanted:
+                lane_rows, lane_targets = _training_rows(config, project, raw_path, second_path, wanted, scratch)
+                rows.append(lane_rows)
+                targets.append(lane_targets)
     if not rows:
         raise UserError(f"project file '{project.path}': no labelled objects to train a classifier")
     x, y = np.concatenate(rows), np.concatenate(targets)
     log.info("Training an object classifier: 100 trees on %d labelled objects", len(y))
     return train_forest(x, y, n_trees=100, threads=max(config.threads, 1), seed=config.seed)
+
+
+def _training_rows(config, project: ObjectProject, raw_path: str, second_path: str, wanted: dict, scratch: str):
+    """(feature rows, classes) of the labelled objects of one training lane."""
+    rows, targets = [], []
+    try:
+        if project.variant == "pixel":
+            second_path = probabilities_for_objects(config, raw_path, scratch)
+        raw, second = _open(config, raw_path, project), _open(config, second_path, project)
+    except UserError as exc:
+        raise UserError(f"project file '{project.path}': cannot read the training data to train the object "
+                        f"classifier: {exc}") from None
+    try:
+        for t, classes in sorted(wanted.items()):
+            _, _, features = _time_point(project, raw, second, t, classify=False)
+            matrix = feature_matrix(features, project.selected)
+            ids = np.nonzero(classes[: matrix.shape[0]])[0]
+            rows.append(matrix[ids])
+            targets.append(classes[ids].astype(np.uint32))
+    finally:
+        raw.source.close()
+        second.source.close()
+    return np.concatenate(rows), np.concatenate(targets)
 
 
 def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
@@ -129,14 +155,15 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
     try:
         if second.shape[:4] != raw.shape[:4]:
             raise UserError(f"'{second_path}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_path}' {raw.shape[:4]}")
-        if project.variant == "prediction" and second.n_channels <= max(project.threshold.channel, project.threshold.core_channel):
+        if project.variant in ("prediction", "pixel") and second.n_channels <= max(project.threshold.channel, project.threshold.core_channel):
             raise UserError(f"prediction maps '{second_path}' have {second.n_channels} channel(s); the project "
                             f"thresholds channel {max(project.threshold.channel, project.threshold.core_channel)}")
         results = [_time_point(project, raw, second, t) for t in range(raw.shape[0])]
-        if sum(len(r[1]) - 1 for r in results) == 0 and project.variant != "prediction":
+        if sum(len(r[1]) - 1 for r in results) == 0 and project.variant in ("binary", "labels"):
             raise UserError(f"'{second_path}': the segmentation has no object")
         sources = [source] + [s for s in options.extra_sources if s != source]
-        outputs = [_write_image(config, project, s, raw, results) for s in sources]
+        outputs = [_export_pixel_image(config, project, s, raw_path) if s in PIXEL_SOURCES
+                   else _write_image(config, project, s, raw, results) for s in sources]
         table = _table_path(config, options, project, raw)
         if table and table[1] == "h5":
             outputs.append(write_h5_table(table[0], project, results, raw, project.table_settings or {}))
@@ -152,7 +179,7 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, classif
     """(ids (Z, Y, X), probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
     full = (slice(None), slice(None), slice(None))
     image = raw.read(t, full)
-    if project.variant == "prediction":
+    if project.variant in ("prediction", "pixel"):
         ids = object_ids(threshold(second.read(t, full), project.threshold))
     elif project.variant == "binary":
         ids = object_ids(second.read(t, full)[..., 0])
@@ -212,13 +239,8 @@ def _write_image(config: RunConfig, project: ObjectProject, source: str, raw: La
     extent = dict(zip("tzyxc", raw.shape[:4] + (channels,)))
     out_shape = tuple(extent[a] for a in out_axes)
     formats.check_export_fits(output_format, out_axes, out_shape)
-    from_cli = config.export.output_filename_format is not None
-    pattern = config.export.output_filename_format or project.export.get("output_filename_format") or \
-        "{dataset_dir}/{nickname}_{result_type}"
     values = {"dataset_dir": raw.source.dataset_dir, "nickname": raw.source.nickname.replace("*", ""), "result_type": source}
-    path = format_known(os.path.expanduser(pattern), values)
-    if not os.path.isabs(path):
-        path = os.path.join(config.cwd if from_cli else str(project.path.parent), path)
+    path = format_known(_filename_pattern(config, project), values)
     path = replace_extension(path, formats.extension(output_format))
     internal = config.export.output_internal_path or project.export.get("output_internal_path") or "exported_data"
     attrs = {"axistags": axistags_json(out_axes), "display_mode": "grayscale"}
@@ -239,6 +261,27 @@ def _write_image(config: RunConfig, project: ObjectProject, source: str, raw: La
         raise
     log.info("Exported %s of %s to %s", source, raw.source.display, path)
     return path
+
+
+def _filename_pattern(config: RunConfig, project: ObjectProject) -> str:
+    """The output file name pattern: the command line's (relative to the working directory), else the project's
+    (relative to the project), else ``{dataset_dir}/{nickname}_{result_type}``."""
+    if config.export.output_filename_format is not None:
+        pattern, base = config.export.output_filename_format, config.cwd
+    else:
+        pattern = project.export.get("output_filename_format") or "{dataset_dir}/{nickname}_{result_type}"
+        base = str(project.path.parent)
+    pattern = os.path.expanduser(pattern)
+    return pattern if os.path.isabs(pattern) or pattern.startswith("{dataset_dir}") else os.path.join(base, pattern)
+
+
+def _export_pixel_image(config: RunConfig, project: ObjectProject, source: str, raw_path: str) -> str:
+    """Pixel Probabilities or Simple Segmentation of the pixel variant, through the Pixel Classification export."""
+    pattern = _filename_pattern(config, project)
+    if config.export.output_format is None and project.export.get("output_format"):
+        config = dataclasses.replace(config, export=dataclasses.replace(
+            config.export, output_format=project.export["output_format"]))
+    return export_pixel_image(config, source, raw_path, pattern)
 
 
 def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProject, raw: Lane) -> tuple[str, str] | None:

@@ -27,6 +27,9 @@ from .vigra_forest import VigraForestError, read_vigra_forests
 log = logging.getLogger(__name__)
 
 PIXEL_CLASSIFICATION = "Pixel Classification"
+# The deprecated Pixel + Object Classification workflow stores a whole Pixel Classification project.
+PIXEL_STAGE_OF_OBJECT_WORKFLOW = ("Object Classification (from pixel classification)", "ObjectClassificationWorkflowPixel",
+                                  "Pixel Classification + Object Classification (deprecated)")
 _VIGRA_CLASSIFIERS = {"ParallelVigraRfLazyflowClassifier", "VigraRfLazyflowClassifier"}
 
 
@@ -146,7 +149,7 @@ def _read(f: h5py.File, path: Path) -> Project:
     else:
         log.warning("%s has no workflowName; assuming Pixel Classification", path)
         workflow = PIXEL_CLASSIFICATION
-    if workflow not in (PIXEL_CLASSIFICATION, "PixelClassificationWorkflow"):
+    if workflow not in (PIXEL_CLASSIFICATION, "PixelClassificationWorkflow") + PIXEL_STAGE_OF_OBJECT_WORKFLOW:
         raise UserError(f"project file '{path}' is a '{workflow}' project; gpuheadless runs Pixel and Object Classification projects")
     if "FeatureSelections" not in f or "PixelClassification" not in f:
         raise UserError(f"project file '{path}' has no FeatureSelections or PixelClassification group")
