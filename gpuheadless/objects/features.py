@@ -32,7 +32,8 @@ def _descending_eigen(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, vectors
 
 
-def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[str]) -> dict[str, np.ndarray]:
+def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[str],
+                     value_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
     """Per-label statistics of ``values`` (pixels, C) for labels ``index`` in 0..n (row 0 unused)."""
     out: dict[str, np.ndarray] = {}
     count = np.bincount(index, minlength=n + 1).astype(np.float64)
@@ -63,18 +64,22 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
         out["Covariance"] = cov.reshape(n + 1, -1)
         out["PrincipalAxes"] = _descending_eigen(cov)[1].reshape(n + 1, -1)
     if channels == 1 and names & {"Histogram", "Quantiles"}:
-        out.update(_histogram_features(values[:, 0], index, n, count, out))
+        out.update(_histogram_features(values[:, 0], index, n, count, out, value_range))
     out["Count"] = count[:, None]
     return out
 
 
+def labelled_range(values: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of ``values`` over the pixels whose label is not 0, or None if there are none."""
+    labelled = values[labels != 0]
+    return (float(labelled.min()), float(labelled.max())) if labelled.size else None
+
+
 def _histogram_features(values: np.ndarray, index: np.ndarray, n: int, count: np.ndarray,
-                        stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """vigra's 64-bin histograms over the range of all labelled pixels, and the quantiles
-    interpolated from them (spec §3.3)."""
-    labelled = values[index != 0]
-    low = float(labelled.min()) if labelled.size else 0.0
-    high = float(labelled.max()) if labelled.size else 0.0
+                        stats: dict[str, np.ndarray], value_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+    """vigra's 64-bin histograms over the range of all labelled pixels (``value_range`` when the
+    pixels are a crop of the image), and the quantiles interpolated from them (spec §3.3)."""
+    low, high = value_range or labelled_range(values, index) or (0.0, 0.0)
     if high == low:
         high += BINS * 2.0**-52
     scale = BINS / (high - low)
@@ -118,7 +123,8 @@ def _histogram_features(values: np.ndarray, index: np.ndarray, n: int, count: np
 
 
 def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True,
-                      dtype: type = np.float32) -> dict[str, np.ndarray]:
+                      dtype: type = np.float32, origin: Sequence[int] = (0, 0, 0),
+                      value_range: tuple[float, float] | None = None, dims: int | None = None) -> dict[str, np.ndarray]:
     """The selected standard features of every object.
 
     Parameters
@@ -130,14 +136,23 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
         ``Coord<Maximum>`` as max + 1 (ilastik since 2019) or the inclusive max (older projects).
     dtype : type
         float32, as ilastik stores plugin features, or float64, as it keeps its default features.
+    origin : (x, y, z)
+        Where ``image`` and ``labels`` sit in the time point, when they are a crop of it holding
+        whole objects: coordinates are the time point's, and each object's pixels are summed in
+        the same order as over the whole image, so the values are bit-identical.
+    value_range : (min, max), optional
+        The histogram range: the time point's labelled pixels' (required for a crop).
+    dims : int, optional
+        2 or 3; by default 2 when the z extent is 1 (give it for a crop of a 3D image).
     """
     names = set(names)
     n = int(labels.max()) if labels.size else 0
     index = labels.reshape(-1).astype(np.int64)
     values = image.reshape(-1, image.shape[-1]).astype(np.float64)
-    out = _intensity_stats(values, index, n, names)
-    dims = 2 if labels.shape[2] == 1 else 3
+    out = _intensity_stats(values, index, n, names, value_range)
+    dims = dims or (2 if labels.shape[2] == 1 else 3)
     grids = np.indices(labels.shape[:dims]).reshape(dims, -1).T.astype(np.float64)
+    grids += np.asarray(origin[:dims], dtype=np.float64)
     count = out["Count"][:, 0]
     safe = np.where(count > 0, count, 1.0)
     center = np.stack([np.bincount(index, grids[:, d], n + 1) for d in range(dims)], axis=1) / safe[:, None]
@@ -155,8 +170,8 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
     high = np.zeros((n + 1, dims))
     for i, box in enumerate(boxes, start=1):
         if box is not None:
-            low[i] = [s.start for s in box[:dims]]
-            high[i] = [s.stop - (0 if exclusive_max else 1) for s in box[:dims]]
+            low[i] = [s.start + o for s, o in zip(box[:dims], origin)]
+            high[i] = [s.stop + o - (0 if exclusive_max else 1) for s, o in zip(box[:dims], origin)]
     out["Coord<Minimum>"] = low
     out["Coord<Maximum>"] = high
     result = {}
@@ -169,16 +184,21 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
 
 
 def neighbourhood_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], margins: Sequence[int],
-                           exclusive_max: bool = True) -> dict[str, np.ndarray]:
+                           exclusive_max: bool = True, count: int | None = None,
+                           dims: int | None = None) -> dict[str, np.ndarray]:
     """``<feature> in neighborhood`` for the selected local features (spec §3.4).
 
     The neighbourhood of an object is the set of pixels closer than ``max(margins)`` to it in a
     distance with per-axis pitch ``floor(max(margins) / margin_axis)``, minus the object itself
     (other objects included), inside the object's box widened by the margins.
+
+    ``count`` limits the objects computed to 1..count (labels above are context only, as other
+    objects are); the crop must then reach the margins (and one pixel more on the high side)
+    beyond those objects or the image border. ``dims`` as in :func:`standard_features`.
     """
     wanted = [name for name in names if name in LOCAL]
-    n = int(labels.max()) if labels.size else 0
-    dims = 2 if labels.shape[2] == 1 else 3
+    n = count if count is not None else int(labels.max()) if labels.size else 0
+    dims = dims or (2 if labels.shape[2] == 1 else 3)
     margins = np.asarray(list(margins)[:dims], dtype=np.int64)
     reach = int(margins.max())
     pitch = np.floor(reach / margins).astype(np.float64)

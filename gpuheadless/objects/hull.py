@@ -33,9 +33,12 @@ def _size_statistics(sizes: np.ndarray) -> tuple[float, float, float, float]:
     return mean, variance, float(skewness), float(kurtosis)
 
 
-def hull_features(labels: np.ndarray, names=NAMES) -> dict[str, np.ndarray]:
-    """The selected hull features of objects 1..n of a (X, Y, Z) label image; float32 tables."""
-    dims = 2 if labels.shape[2] == 1 else 3
+def hull_features(labels: np.ndarray, names=NAMES, origin=(0, 0, 0), dims: int | None = None) -> dict[str, np.ndarray]:
+    """The selected hull features of objects 1..n of a (X, Y, Z) label image; float32 tables.
+
+    ``origin`` (x, y, z) places a crop holding whole objects in the time point; ``dims`` is 2 or
+    3 (by default 2 when the z extent is 1)."""
+    dims = dims or (2 if labels.shape[2] == 1 else 3)
     plane = labels[:, :, 0] if dims == 2 else labels
     n = int(plane.max()) if plane.size else 0
     structure = ndimage.generate_binary_structure(dims, 1)
@@ -44,14 +47,14 @@ def hull_features(labels: np.ndarray, names=NAMES) -> dict[str, np.ndarray]:
         if box is None:
             continue
         inside = plane[box] == i
-        offset = np.array([s.start for s in box], dtype=np.float64)
+        offset = np.array([s.start + o for s, o in zip(box, origin)], dtype=np.float64)
         coords = np.argwhere(inside) + offset
         center = coords.mean(axis=0)
         hull_volume = float(inside.size)
         table["InputVolume"][i] = inside.sum()
         table["InputCenter"][i] = center
         table["HullVolume"][i] = hull_volume
-        table["HullCenter"][i] = [(s.start + s.stop - 1) / 2.0 for s in box]
+        table["HullCenter"][i] = [(s.start + o + s.stop + o - 1) / 2.0 for s, o in zip(box, origin)]
         table["Convexity"][i] = inside.sum() / hull_volume
         defects, count = ndimage.label(~inside, structure=structure)
         table["DefectCount"][i] = count

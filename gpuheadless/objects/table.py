@@ -135,10 +135,9 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
                 f.create_dataset("images/raw", data=image).attrs["type"] = "image"
             for i, (t, oid) in enumerate(where):
                 ids = results[t][0]
-                box = [np.nonzero(np.any(ids == oid, axis=tuple(a for a in range(3) if a != d)))[0] for d in range(3)]
-                region = tuple(slice(max(int(b.min()) - margin, 0), min(int(b.max()) + 1 + margin, n))
-                               for b, n in zip(box, ids.shape))
-                mask = np.squeeze((ids[region] == oid).astype(np.uint8))
+                region = tuple(slice(max(int(a) - margin, 0), min(int(b) + margin, n))
+                               for a, b, n in zip(ids.boxes[oid, 0], ids.boxes[oid, 1], ids.shape))
+                mask = np.squeeze((ids.read(region) == oid).astype(np.uint8))
                 labeling = f.create_dataset(f"images/{i}/labeling", data=mask)
                 labeling.attrs["type"] = "labeling"
                 labeling.attrs["axistags"] = axistags_json("".join(spatial))

@@ -29,17 +29,25 @@ class ThresholdSettings:
     sigmas: tuple[float, float, float] = (1.0, 1.0, 1.0)  # z, y, x
 
 
+def smoothing_radius(sigma: float) -> int:
+    """Half the width of the smoothing window (vigra's window ratio 2.0)."""
+    return int(math.floor(2.0 * sigma + 0.5))
+
+
 def _gaussian_taps(sigma: float) -> np.ndarray:
-    radius = int(math.floor(2.0 * sigma + 0.5))
+    radius = smoothing_radius(sigma)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     taps = np.exp(-(x * x) / (2.0 * sigma * sigma))
     return taps / taps.sum()
 
 
-def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float]) -> np.ndarray:
+def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float], axes: tuple[int, ...] | None = None) -> np.ndarray:
     """vigra's Gaussian smoothing (window 2.0, mirror borders) of every channel over the spatial
-    axes longer than 1; unchanged if any of their sigmas is below 0.1."""
-    axes = [a for a in range(3) if prediction.shape[a] > 1]
+    axes longer than 1; unchanged if any of their sigmas is below 0.1.
+
+    ``axes`` names those axes when ``prediction`` is a slab of a larger image (whose extents decide)."""
+    if axes is None:
+        axes = tuple(a for a in range(3) if prediction.shape[a] > 1)
     if any(sigmas[a] < 0.1 for a in axes):
         return prediction.astype(np.float32)
     out = prediction.astype(np.float32)

@@ -11,39 +11,41 @@ the CPU, with the Standard Object Features (not the convex-hull and skeleton plu
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from typing import Iterator
+
+import h5py
 
 import numpy as np
 
 from ..config import RunConfig
 from ..errors import UsageError, UserError
-from ..export import ExportTransform
+from ..export import EXPORT_DTYPES, ExportTransform, output_axes
 from ..io import formats
 from ..io.naming import format_known, replace_extension
 from ..io.stacks import open_input
 from ..io.writers import axistags_json, open_writer
-from ..pipeline.block_runner import place
+from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
+from ..pipeline.export_plan import cutout_bounds
 from ..pipeline.lane import Lane, lane_axes
+from .batches import HULL_PLUGINS, STANDARD_PLUGIN, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
-from .features import NEIGHBOURHOOD_SUFFIX, neighbourhood_features, standard_features
-from .hull import hull_features
+from .labeling import ObjectIds, iter_slabs, label_image_ids, segmentation_ids, slab_axis, slab_thickness, threshold_ids
 from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
 from .project import ObjectProject, read_object_project
 from .table import write_csv_table, write_h5_table
-from .threshold import object_ids, threshold
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("Object Predictions", "Object Probabilities", "Blockwise Object Predictions",
            "Blockwise Object Probabilities", "Object Identities")
-STANDARD_PLUGIN = "Standard Object Features"
-DEFAULT_FEATURES = ("Count", "Coord<Minimum>", "Coord<Maximum>", "RegionCenter")
-HULL_PLUGINS = ("2D Convex Hull Features", "3D Convex Hull Features")
 SECOND_ROLE = {"prediction": "--prediction_maps", "binary": "--segmentation_image", "labels": "--label_image"}
 
 
@@ -130,13 +132,15 @@ def _training_rows(config, project: ObjectProject, raw_path: str, second_path: s
     except UserError as exc:
         raise UserError(f"project file '{project.path}': cannot read the training data to train the object "
                         f"classifier: {exc}") from None
+    budget = block_budget_bytes(config)
     try:
-        for t, classes in sorted(wanted.items()):
-            _, _, features = _time_point(project, raw, second, t, classify=False)
-            matrix = feature_matrix(features, project.selected)
-            ids = np.nonzero(classes[: matrix.shape[0]])[0]
-            rows.append(matrix[ids])
-            targets.append(classes[ids].astype(np.uint32))
+        with _scratch(raw.shape[:4], budget) as labels_scratch:
+            for t, classes in sorted(wanted.items()):
+                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, classify=False)
+                matrix = feature_matrix(features, project.selected)
+                ids = np.nonzero(classes[: matrix.shape[0]])[0]
+                rows.append(matrix[ids])
+                targets.append(classes[ids].astype(np.uint32))
     finally:
         raw.source.close()
         second.source.close()
@@ -158,51 +162,61 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
         if project.variant in ("prediction", "pixel") and second.n_channels <= max(project.threshold.channel, project.threshold.core_channel):
             raise UserError(f"prediction maps '{second_path}' have {second.n_channels} channel(s); the project "
                             f"thresholds channel {max(project.threshold.channel, project.threshold.core_channel)}")
-        results = [_time_point(project, raw, second, t) for t in range(raw.shape[0])]
-        if sum(len(r[1]) - 1 for r in results) == 0 and project.variant in ("binary", "labels"):
-            raise UserError(f"'{second_path}': the segmentation has no object")
-        sources = [source] + [s for s in options.extra_sources if s != source]
-        outputs = [_export_pixel_image(config, project, s, raw_path) if s in PIXEL_SOURCES
-                   else _write_image(config, project, s, raw, results) for s in sources]
-        table = _table_path(config, options, project, raw)
-        if table and table[1] == "h5":
-            outputs.append(write_h5_table(table[0], project, results, raw, project.table_settings or {}))
-        elif table:
-            outputs.append(write_csv_table(table[0], project, results))
+        budget = block_budget_bytes(config)
+        with _scratch(raw.shape[:4], budget) as scratch:
+            results = [_time_point(project, raw, second, t, budget, scratch) for t in range(raw.shape[0])]
+            if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
+                raise UserError(f"'{second_path}': the segmentation has no object")
+            sources = [source] + [s for s in options.extra_sources if s != source]
+            plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results) for s in sources]
+            outputs = [_export_pixel_image(config, project, s, raw_path) if plan is None
+                       else _write_image(plan, project, raw, results, budget) for s, plan in zip(sources, plans)]
+            table = _table_path(config, options, project, raw)
+            if table and table[1] == "h5":
+                outputs.append(write_h5_table(table[0], project, results, raw, project.table_settings or {}))
+            elif table:
+                outputs.append(write_csv_table(table[0], project, results))
         return outputs
     finally:
         raw.source.close()
         second.source.close()
 
 
-def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, classify: bool = True):
-    """(ids (Z, Y, X), probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
-    full = (slice(None), slice(None), slice(None))
-    image = raw.read(t, full)
+@contextlib.contextmanager
+def _scratch(shape_tzyx: tuple[int, ...], budget: float) -> Iterator[h5py.File | None]:
+    """A temporary HDF5 file for the provisional labels of the lane, or None when they fit a
+    quarter of the memory budget."""
+    if math.prod(shape_tzyx) * 4 <= budget / 4:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="gpuheadless-objects-") as directory, \
+            h5py.File(os.path.join(directory, "labels.h5"), "w") as scratch:
+        log.debug("provisional labels of %s (tzyx) go to a temporary file", shape_tzyx)
+        yield scratch
+
+
+def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scratch) -> ObjectIds:
+    """The object ids of time point ``t``, slab by slab within ``budget``."""
+    shape = second.shape[1:4]
     if project.variant in ("prediction", "pixel"):
-        ids = object_ids(threshold(second.read(t, full), project.threshold))
+        thickness = slab_thickness(shape, 12.0 * second.n_channels + 48.0, budget)
+        ids = threshold_ids(lambda region: second.read(t, region), shape, project.threshold, thickness, scratch, f"t{t}")
     elif project.variant == "binary":
-        ids = object_ids(second.read(t, full)[..., 0])
+        thickness = slab_thickness(shape, 48.0, budget)
+        ids = segmentation_ids(lambda region: second.read(t, region, None)[..., 0], shape, thickness, scratch, f"t{t}")
     else:
-        ids = _relabel_consecutive(second.read(t, full)[..., 0])
-    if int(ids.max()) > np.iinfo(np.uint32).max:
-        raise UserError("more objects than a uint32 label image can hold")
-    image_xyzc = np.ascontiguousarray(np.transpose(image, (2, 1, 0, 3)))
-    ids_xyz = np.ascontiguousarray(np.transpose(ids, (2, 1, 0)))
-    names = project.selected.get(STANDARD_PLUGIN, [])
-    plain = [n for n in names if not n.endswith(NEIGHBOURHOOD_SUFFIX)]
-    local = [n[: -len(NEIGHBOURHOOD_SUFFIX)] for n in names if n.endswith(NEIGHBOURHOOD_SUFFIX)]
-    # ilastik 1.4 computes Coord<Maximum> exclusive (max + 1), whatever version wrote the project.
-    computed = standard_features(image_xyzc, ids_xyz, list(plain) + list(DEFAULT_FEATURES), True, np.float64)
-    defaults = {n: computed[n] for n in DEFAULT_FEATURES}  # float64, as vigra returns them
-    computed = {n: v.astype(np.float32) for n, v in computed.items()}  # plugin features are float32
-    if local:
-        reach = np.max([project.margins.get(n + NEIGHBOURHOOD_SUFFIX, [0]) for n in local], axis=0)
-        computed.update(neighbourhood_features(image_xyzc, ids_xyz, local, reach, True))
-    features = {STANDARD_PLUGIN: {n: computed[n] for n in names}, "Default features": defaults}
-    for plugin in HULL_PLUGINS:
-        if project.selected.get(plugin):
-            features[plugin] = hull_features(ids_xyz, project.selected[plugin])
+        thickness = slab_thickness(shape, 48.0, budget)
+        ids = label_image_ids(lambda region: second.read(t, region, None)[..., 0], shape, thickness)
+    if thickness < shape[slab_axis(shape)]:
+        log.debug("t=%d: objects labelled in slabs of %d planes", t, thickness)
+    return ids
+
+
+def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget: float, scratch, classify: bool = True):
+    """(ids, probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
+    ids = _object_ids(project, second, t, budget, scratch)
+    features = object_features(lambda region: raw.read(t, region), ids, project.selected, project.margins,
+                               raw.n_channels, budget)
     if not classify:
         return ids, None, features
     matrix = feature_matrix(features, project.selected)
@@ -222,7 +236,7 @@ def _relabel_consecutive(labels: np.ndarray) -> np.ndarray:
 
 
 def _image(source: str, ids: np.ndarray, probabilities: np.ndarray, classified: bool) -> np.ndarray:
-    """The export source of one time point as (Z, Y, X, C)."""
+    """The export source over a region of one time point as (Z, Y, X, C)."""
     if source == "Object Identities":
         return ids[..., None].astype(np.uint32)
     if source.endswith("Predictions"):
@@ -230,37 +244,85 @@ def _image(source: str, ids: np.ndarray, probabilities: np.ndarray, classified: 
     return probabilities[ids]
 
 
-def _write_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane, results) -> str:
-    output_format = config.export.output_format or project.export.get("output_format") or "compressed hdf5"
+@dataclass
+class _ImagePlan:
+    """Where and how one object image is written."""
+
+    source: str
+    path: str
+    internal: str
+    output_format: str
+    region: dict[str, tuple[int, int]]
+    out_axes: str
+    out_shape: tuple[int, ...]
+    transform: ExportTransform
+    attrs: dict
+
+
+def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane, results) -> _ImagePlan:
+    """Decide file, region, axes and type of an object image, and refuse what cannot be written."""
+    opts = config.export
+    output_format = opts.output_format or project.export.get("output_format") or "compressed hdf5"
     formats.check_supported(output_format)
     channels = project.n_classes if source.endswith("Probabilities") else 1
-    dtype = np.dtype(np.uint32 if source == "Object Identities" else np.uint8 if source.endswith("Predictions") else np.float32)
-    out_axes = raw.axes if "c" in raw.axes else raw.axes + "c"
+    source_dtype = np.dtype(np.uint32 if source == "Object Identities" else np.uint8 if source.endswith("Predictions")
+                            else np.float32)
+    if opts.export_dtype is not None and opts.export_dtype not in EXPORT_DTYPES:
+        raise UsageError(f"--export_dtype: expected one of {', '.join(EXPORT_DTYPES[:8])}, got {opts.export_dtype!r}")
+    dtype = np.dtype(opts.export_dtype) if opts.export_dtype else source_dtype
+    if opts.export_drange is not None and opts.pipeline_result_drange is None:
+        raise UsageError("Cannot renormalize to custom export_drange without a specified pipeline_result_drange.")
+    normalize = tuple(opts.pipeline_result_drange) + tuple(opts.export_drange) if opts.export_drange else None
+    transform = ExportTransform(source_dtype, dtype, normalize)
+    if source == "Object Identities" and normalize is None and dtype.kind in "iu":
+        most = max((r[0].n_objects for r in results), default=0)
+        if most > np.iinfo(dtype).max:
+            raise UserError(f"'{raw.source.display}': {most} objects do not fit Object Identities of type {dtype} "
+                            f"(at most {np.iinfo(dtype).max}); choose a wider --export_dtype")
     extent = dict(zip("tzyxc", raw.shape[:4] + (channels,)))
-    out_shape = tuple(extent[a] for a in out_axes)
+    start, stop = cutout_bounds(opts.cutout_subregion, raw.internal_axes, extent)
+    region = {a: (start[a], stop[a]) for a in "tzyxc"}
+    sizes = {a: stop[a] - start[a] for a in "tzyxc"}
+    out_axes = output_axes(opts.output_axis_order, raw.axes, sizes)
+    out_shape = tuple(sizes.get(a, 1) for a in out_axes)
     formats.check_export_fits(output_format, out_axes, out_shape)
     values = {"dataset_dir": raw.source.dataset_dir, "nickname": raw.source.nickname.replace("*", ""), "result_type": source}
-    path = format_known(_filename_pattern(config, project), values)
-    path = replace_extension(path, formats.extension(output_format))
-    internal = config.export.output_internal_path or project.export.get("output_internal_path") or "exported_data"
+    values.update({f"{a}_start": start[a] for a in "tzyxc"})
+    values.update({f"{a}_stop": stop[a] for a in "tzyxc"})
+    path = replace_extension(format_known(_filename_pattern(config, project), values), formats.extension(output_format))
+    internal = opts.output_internal_path or project.export.get("output_internal_path") or "exported_data"
     attrs = {"axistags": axistags_json(out_axes), "display_mode": "grayscale"}
-    if dtype == np.float32:
+    if dtype == np.float32 and normalize is None:
         attrs["drange"] = np.array([0.0, 1.0], dtype=np.float32)
-    writer = open_writer(output_format, path, internal, out_shape, dtype, out_axes, attrs)
-    transform = ExportTransform(dtype, dtype, None)
-    region = {a: (0, extent[a]) for a in "tzyxc"}
+    elif transform.drange is not None:
+        attrs["drange"] = np.array(transform.drange, dtype=dtype)
+    return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs)
+
+
+def _write_image(plan: _ImagePlan, project: ObjectProject, raw: Lane, results, budget: float) -> str:
+    """Write an object image slab by slab (the ids are read per slab, never whole)."""
+    writer = open_writer(plan.output_format, plan.path, plan.internal, plan.out_shape, plan.transform.dtype,
+                         plan.out_axes, plan.attrs)
+    region = plan.region
+    c0, c1 = region["c"]
+    bytes_per_voxel = 16.0 + 8.0 * (c1 - c0)
     try:
-        for t, (ids, probabilities, _) in enumerate(results):
-            block = Block(t, (0, 0, 0), ids.shape)
-            where, data = place(block, _image(source, ids, probabilities, project.forest is not None), transform, region,
-                                out_axes)
-            writer.write(where, data)
+        for t in range(*region["t"]):
+            ids, probabilities, _ = results[t]
+            for slab in iter_slabs(ids.shape, slab_thickness(ids.shape, bytes_per_voxel, budget)):
+                box = [(max(s.start, region[a][0]), min(s.stop, region[a][1])) for s, a in zip(slab, "zyx")]
+                if any(a >= b for a, b in box):
+                    continue
+                block = Block(t, tuple(a for a, _ in box), tuple(b for _, b in box))
+                image = _image(plan.source, ids.read(block.slices), probabilities, project.forest is not None)
+                where, data = place(block, image[..., c0:c1], plan.transform, region, plan.out_axes)
+                writer.write(where, data)
         writer.commit()
     except BaseException:
         writer.abort()
         raise
-    log.info("Exported %s of %s to %s", source, raw.source.display, path)
-    return path
+    log.info("Exported %s of %s to %s", plan.source, raw.source.display, plan.path)
+    return plan.path
 
 
 def _filename_pattern(config: RunConfig, project: ObjectProject) -> str:

@@ -151,7 +151,7 @@ def _plan_export(config, project, source, output_format, lane: Lane, plan: Featu
     n_channels = source_channels(source, project.n_classes, plan.n_features)
     internal = lane.internal_axes
     extent = dict(zip("tzyxc", lane.shape[:4] + (n_channels,)))
-    start, stop = _cutout(opts.cutout_subregion or stored.get("cutout_subregion"), internal, extent)
+    start, stop = cutout_bounds(opts.cutout_subregion or stored.get("cutout_subregion"), internal, extent)
     transform = make_transform(
         source,
         opts.export_dtype or stored.get("export_dtype"),
@@ -173,7 +173,7 @@ def _plan_export(config, project, source, output_format, lane: Lane, plan: Featu
     )
 
 
-def _cutout(cutout, internal: str, extent: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+def cutout_bounds(cutout, internal: str, extent: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
     """Start/stop per ``tzyxc`` axis from ``--cutout_subregion`` in the internal axis order."""
     start = {a: 0 for a in "tzyxc"}
     stop = dict(extent)

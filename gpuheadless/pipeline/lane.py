@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import UserError
 from ..io.readers import ImageSource
@@ -45,8 +46,9 @@ class Lane:
     def spatial_axes(self) -> str:
         return ("z" if self.shape[1] > 1 else "") + "yx"
 
-    def read(self, t: int, region: tuple[slice, slice, slice]) -> np.ndarray:
-        """The (Z, Y, X, C) float32 block of time step ``t`` over ``region`` (z, y, x slices)."""
+    def read(self, t: int, region: tuple[slice, slice, slice], dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+        """The (Z, Y, X, C) block of time step ``t`` over ``region`` (z, y, x slices), as ``dtype``
+        (float32 by default; None keeps the file's type, as label images need)."""
         wanted = {"t": slice(t, t + 1), "z": region[0], "y": region[1], "x": region[2], "c": slice(None)}
         data = self.source.read(tuple(wanted[a] for a in self.axes))
         present = [a for a in _AXES if a in self.axes]
@@ -54,7 +56,7 @@ class Lane:
         for i, a in enumerate(_AXES):
             if a not in self.axes:
                 data = np.expand_dims(data, i)
-        return np.ascontiguousarray(data[0], dtype=np.float32)
+        return np.ascontiguousarray(data[0], dtype=dtype)
 
 
 def lane_axes(source: ImageSource, input_axes: str | None, project: Project | None, ignore_training: bool) -> str:
