@@ -152,6 +152,16 @@ def test_bad_object_inputs(data, tmp_path, capsys):
     code, err = _run(data, out, capsys, project="projects/ObjectClassification5t3d2c_wSeg.ilp",
                      second=("--segmentation_image", str(tmp_path / "empty.h5/data")))
     assert code == 1 and "no object" in err
+    # more objects than --export_dtype holds: 360 separate pixels at t=0
+    many = np.zeros((5, 33, 77, 45, 1), np.uint8)
+    many[0, ::4, ::8, ::14] = 1
+    many[1:, 5, 5, 5] = 1
+    with h5py.File(tmp_path / "many.h5", "w") as f:
+        f["data"] = many
+    code, err = _run(data, out, capsys, "--export_source=Object Identities", "--export_dtype=uint8",
+                     f"--table_filename={out}/t.csv", project="projects/ObjectClassification5t3d2c_wSeg.ilp",
+                     second=("--segmentation_image", str(tmp_path / "many.h5/data")))
+    assert code == 1 and "360 objects do not fit Object Identities of type uint8" in err
     assert not list(out.iterdir())  # nothing written for any of them
 
 
@@ -295,3 +305,57 @@ def test_pixel_and_object_workflow_equals_its_two_stages(data, tmp_path, capsys)
     code, err = run_cli(["--headless", f"--project={data}/projects/pc-oc-133.ilp", "--prediction_maps=x.h5/data", *common],
                         tmp_path, capsys)
     assert code == 2 and "give --raw_data only" in err
+
+
+SKELETON_PROJECTS = ["ObjectClassification2d_wPred.ilp", "ObjectClassification2d_wSeg.ilp",
+                     "ObjectClassification2d3c_wPred.ilp", "ObjectClassification5t2d1c_wPred.ilp",
+                     "ObjectClassification5t2d2c_wPred.ilp"]
+
+
+@pytest.mark.parametrize("name", SKELETON_PROJECTS)
+def test_skeleton_features_equal_the_stored_ones(name, data):
+    """Every stored 2D skeleton feature, every object and time point, bit for bit in float32.
+    (The other 2D *_wSeg projects store features of an older label image than the one they hold.)"""
+    from gpuheadless.objects.skeleton import skeleton_features
+
+    compared = 0
+    with h5py.File(data / "projects" / name, "r") as f:
+        blocks = f["ObjectExtraction/LabelImage_v2/labelimage000"]
+        stored = f["ObjectExtraction/RegionFeatures/0000"]
+        times = sorted(stored, key=lambda k: int(k.split("]")[0][2:]))
+        for block, key in zip(sorted(blocks), times):
+            labels = blocks[block][0, :, :, 0, 0][:, :, None]  # x, y, 1
+            reference = stored[key]["2D Skeleton Features"]
+            ours = skeleton_features(labels, tuple(reference))
+            assert len(ours["Diameter"]) == len(reference["Diameter"])
+            for feature in reference:
+                np.testing.assert_array_equal(ours[feature], reference[feature][()], err_msg=f"{block} {feature}")
+                compared += reference[feature].size - reference[feature].shape[1]
+    assert compared > 0
+
+
+@pytest.mark.parametrize("stem", ["2d", "2d3c", "5t2d1c", "5t2d2c"])
+def test_stored_object_probabilities_of_the_2d_projects_are_reproduced(stem, data, tmp_path, capsys):
+    """End to end (thresholding, Standard, convex-hull and skeleton features, the stored forest):
+    each object's probabilities equal those ilastik cached in the project."""
+    from cli_helpers import run_cli
+
+    code, err = run_cli(["--headless", f"--project={data}/projects/ObjectClassification{stem}_wPred.ilp",
+                         f"--raw_data={data}/inputs/{stem}.h5/data",
+                         f"--prediction_maps={data}/inputs/{stem}_Probabilities.h5/exported_data",
+                         "--export_source=Object Identities", "--export_object_probability_img", "--output_format=hdf5",
+                         f"--output_filename_format={tmp_path}/{{result_type}}.h5"], tmp_path, capsys)
+    assert code == 0, err
+    with h5py.File(tmp_path / "Object Identities.h5", "r") as a, h5py.File(tmp_path / "Object Probabilities.h5", "r") as b, \
+            h5py.File(data / f"projects/ObjectClassification{stem}_wPred.ilp", "r") as f:
+        ids, probabilities = a["exported_data"][()], b["exported_data"][()]
+        if ids.ndim == 3:  # no time axis
+            ids, probabilities = ids[None], probabilities[None]
+        cached = f["ObjectClassification/CachedProbabilities/0000"]
+        for t in range(ids.shape[0]):
+            reference = cached[str(t)][()]
+            flat_ids = ids[t, ..., 0].reshape(-1)
+            assert flat_ids.max() == len(reference) - 1
+            _, first = np.unique(flat_ids, return_index=True)
+            ours = probabilities[t].reshape(-1, probabilities.shape[-1])[first[1:]]
+            np.testing.assert_array_equal(ours, reference[1:])

@@ -17,6 +17,7 @@ import numpy as np
 
 from .features import NEIGHBOURHOOD_SUFFIX, labelled_range, neighbourhood_features, standard_features
 from .hull import hull_features
+from .skeleton import skeleton_features
 from .labeling import ObjectIds, Region, iter_slabs, slab_thickness
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 STANDARD_PLUGIN = "Standard Object Features"
 DEFAULT_FEATURES = ("Count", "Coord<Minimum>", "Coord<Maximum>", "RegionCenter")
 HULL_PLUGINS = ("2D Convex Hull Features", "3D Convex Hull Features")
+SKELETON_PLUGIN = "2D Skeleton Features"
+PLUGINS = (STANDARD_PLUGIN,) + HULL_PLUGINS + (SKELETON_PLUGIN,)
 
 
 def feature_bytes_per_voxel(channels: int) -> float:
@@ -93,6 +96,10 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
         reach_zyx = np.zeros(3, np.int64)
         reach_zyx[3 - dims:] = np.asarray(reach[:dims])[::-1]
         widen_low, widen_high = reach_zyx, reach_zyx + 1  # ilastik widens from the exclusive maximum
+    if dims == 2 and selected.get(SKELETON_PLUGIN):
+        # The skeleton needs the pixel around each object (the image border is no boundary).
+        widen_low = np.maximum(widen_low, [0, 1, 1])
+        widen_high = np.maximum(widen_high, [0, 1, 1])
     value_range = None
     if channels == 1 and {"Histogram", "Quantiles"} & set(plain):
         value_range = _histogram_range(read_raw, ids, budget)
@@ -140,6 +147,9 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
         if selected.get(plugin):
             result[plugin] = {name: _rows(values, k) for name, values in
                               hull_features(batch_xyz, selected[plugin], origin, dims).items()}
+    if dims == 2 and selected.get(SKELETON_PLUGIN):
+        result[SKELETON_PLUGIN] = {name: _rows(values, k) for name, values in skeleton_features(
+            batch_xyz, selected[SKELETON_PLUGIN], origin[:2], ids.shape[1:]).items()}
     return result
 
 

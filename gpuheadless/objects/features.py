@@ -42,7 +42,9 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
     sums = np.stack([np.bincount(index, values[:, c], n + 1) for c in range(channels)], axis=1)
     mean = sums / safe[:, None]
     centred = values - mean[index]
-    moments = {k: np.stack([np.bincount(index, centred[:, c] ** k, n + 1) for c in range(channels)], axis=1)
+    squared = centred * centred
+    powers = {2: squared, 3: squared * centred, 4: squared * squared}
+    moments = {k: np.stack([np.bincount(index, powers[k][:, c], n + 1) for c in range(channels)], axis=1)
                for k in (2, 3, 4)}
     with np.errstate(divide="ignore", invalid="ignore"):
         out["Sum"] = sums
@@ -147,11 +149,16 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
     """
     names = set(names)
     n = int(labels.max()) if labels.size else 0
-    index = labels.reshape(-1).astype(np.int64)
-    values = image.reshape(-1, image.shape[-1]).astype(np.float64)
-    out = _intensity_stats(values, index, n, names, value_range)
     dims = dims or (2 if labels.shape[2] == 1 else 3)
-    grids = np.indices(labels.shape[:dims]).reshape(dims, -1).T.astype(np.float64)
+    # Only object pixels, in raster order: each object's sums run over the same values in the same order.
+    flat = np.flatnonzero(labels.reshape(-1))
+    index = labels.reshape(-1)[flat].astype(np.int64)
+    values = image.reshape(-1, image.shape[-1])[flat].astype(np.float64)
+    if value_range is None and image.shape[-1] == 1:
+        value_range = labelled_range(values[:, 0], index)
+    out = _intensity_stats(values, index, n, names, value_range)
+    spatial = labels.shape if dims == 3 else labels.shape[:2]
+    grids = np.stack(np.unravel_index(flat, spatial), axis=1).astype(np.float64)
     grids += np.asarray(origin[:dims], dtype=np.float64)
     count = out["Count"][:, 0]
     safe = np.where(count > 0, count, 1.0)

@@ -6,8 +6,8 @@ probabilities and classes; then the selected image (``Object Predictions``, ``Ob
 Probabilities``, ``Object Identities``) through the same writers as Pixel Classification, and
 the CSV table of ``--table_filename`` (spec/object-classification.md §5).
 
-This version computes each time point whole (volumes larger than RAM are not supported yet), on
-the CPU, with the Standard Object Features (not the convex-hull and skeleton plugins).
+Each time point is labelled slab by slab and its features computed a batch of objects at a time
+within the memory budget (``labeling``, ``batches``), on the CPU.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
 from ..pipeline.export_plan import cutout_bounds
 from ..pipeline.lane import Lane, lane_axes
-from .batches import HULL_PLUGINS, STANDARD_PLUGIN, object_features
+from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
 from .labeling import ObjectIds, iter_slabs, label_image_ids, segmentation_ids, slab_axis, slab_thickness, threshold_ids
 from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
@@ -84,10 +84,10 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if "Pixel Probabilities" in options.extra_sources and project.variant != "pixel":
         raise UsageError("--export_pixel_probability_img: only the Pixel + Object Classification workflow has pixel "
                          "probabilities")
-    unsupported = sorted(p for p in project.selected if p not in (STANDARD_PLUGIN,) + HULL_PLUGINS)
+    unsupported = sorted(p for p in project.selected if p not in PLUGINS)
     if unsupported:
         raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
-                         "implemented yet (Standard Object Features and the convex-hull features are)")
+                         f"implemented (only those of {', '.join(PLUGINS)})")
     if project.forest is None and project.labels:
         project.forest = _train(config, project)
     written, failures = [], []
