@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--export_drange", help="(min,max) to map the result range to")
     e.add_argument("--export_dtype", choices=EXPORT_DTYPES[:8])
     e.add_argument("--output_axis_order", help="axis order of the output, letters of txyzc")
-    e.add_argument("--table_only", action="store_true", help="Object Classification only; no effect here")
+    e.add_argument("--table_only", action="store_true", help="Object Classification: write the object table, no image")
     i = p.add_argument_group("input flags")
     i.add_argument("--raw_data", "--raw-data", dest="raw_data", nargs="+", default=[])
     i.add_argument("--prediction_mask", "--prediction-mask", dest="prediction_mask", nargs="+", default=[])
@@ -195,7 +195,8 @@ def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:
                                      (args.export_object_probability_img, "Object Probabilities"),
                                      (args.export_pixel_probability_img, "Pixel Probabilities")) if flag]
     second = args.prediction_maps or args.segmentation_image or args.label_image
-    options = ObjectOptions(second_inputs=list(second), table_filename=args.table_filename, extra_sources=extra)
+    options = ObjectOptions(second_inputs=list(second), table_filename=args.table_filename, extra_sources=extra,
+                            table_only=args.table_only)
     _written, failures = run_object_batch(config, options)
     return _report_failures(failures, len(config.inputs))
 

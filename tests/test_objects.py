@@ -230,6 +230,15 @@ def test_retrains_from_stored_object_labels_without_a_forest(data, tmp_path, cap
     assert (ours[ref > 0] == ref[ref > 0]).mean() > 0.6
 
 
+def test_table_only_writes_the_table_and_no_image(data, tmp_path, capsys):
+    code, err = _run(data, tmp_path, capsys, "--table_only", f"--table_filename={tmp_path}/objects.csv",
+                     project="projects/ObjectClassification5t3d2c_wPred.ilp")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["objects_table.csv"]
+    code, err = _run(data, tmp_path, capsys, "--table_only", project="projects/ObjectClassification5t3d2c_wPred.ilp")
+    assert code == 2 and "no table to write" in err
+
+
 def test_hdf5_object_table(data, tmp_path, capsys):
     code, err = _run(data, tmp_path, capsys, f"--table_filename={tmp_path}/objects.h5")
     assert code == 0, err

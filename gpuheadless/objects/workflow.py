@@ -56,6 +56,7 @@ class ObjectOptions:
     second_inputs: list[str] = field(default_factory=list)
     table_filename: str | None = None
     extra_sources: list[str] = field(default_factory=list)  # --export_object_*_img, --export_pixel_probability_img
+    table_only: bool = False  # --table_only: the table, no image
 
 
 def resolve_object_source(name: str | None, variant: str = "prediction") -> str:
@@ -81,6 +82,8 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     elif len(options.second_inputs) != len(config.inputs):
         raise UsageError(f"give one {SECOND_ROLE[project.variant]} input per --raw_data input (got "
                          f"{len(options.second_inputs)} for {len(config.inputs)})")
+    if options.table_only and not (options.table_filename or (project.table_settings or {}).get("file path")):
+        raise UsageError("--table_only: there is no table to write; give --table_filename")
     if "Pixel Probabilities" in options.extra_sources and project.variant != "pixel":
         raise UsageError("--export_pixel_probability_img: only the Pixel + Object Classification workflow has pixel "
                          "probabilities")
@@ -167,7 +170,7 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
             results = [_time_point(project, raw, second, t, budget, scratch) for t in range(raw.shape[0])]
             if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
                 raise UserError(f"'{second_path}': the segmentation has no object")
-            sources = [source] + [s for s in options.extra_sources if s != source]
+            sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
             plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results) for s in sources]
             outputs = [_export_pixel_image(config, project, s, raw_path) if plan is None
                        else _write_image(plan, project, raw, results, budget) for s, plan in zip(sources, plans)]
