@@ -129,11 +129,53 @@ v = np.random.default_rng(0).random((4, 9, 13)).astype(np.float32)
 for axis in range(3):
     ks.correlate(v, gaussian_kernel(3.0, 1, 2.0), axis, (8, 8))
 ks.eigenvalues([v[..., i] for i in range(6)])
+ks.label_roots((v > 0.5).astype(np.uint8) + (v > 0.8))
 print("clean")
 """
     env = dict(os.environ, LD_PRELOAD=runtime, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="halt_on_error=1")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and "clean" in done.stdout, done.stderr[-3000:]
+
+
+def _first_pixel_of_component(labels: np.ndarray) -> np.ndarray:
+    """Per pixel the raster index of the first pixel of its label, -1 for 0."""
+    flat = labels.reshape(-1)
+    values, first = np.unique(flat, return_index=True)
+    lookup = dict(zip(values.tolist(), first.tolist()))
+    lookup[0] = -1
+    return np.vectorize(lookup.get, otypes=[np.int64])(labels)
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 57), (9, 21, 17)])
+def test_labeling_kernels_find_the_cpu_components(shape, kernels, thread_order):
+    from gpuheadless.objects.labeling import label_equal_values
+
+    rng = np.random.default_rng(3)
+    noise = scipy.ndimage.gaussian_filter(rng.random(shape), 1.0)
+    values = (noise > np.quantile(noise, 0.55)).astype(np.uint16) + (noise > np.quantile(noise, 0.8))  # touching 1s and 2s
+    roots = kernels.label_roots(values)
+    np.testing.assert_array_equal(roots, _first_pixel_of_component(label_equal_values(values)[0]))
+
+
+def test_objects_through_the_gpu_labeling_host_code_equal_ilastiks(data, tmp_path, capsys, kernels, monkeypatch):
+    """The Object Classification workflow with the (emulated) CUDA labelling: ilastik's images."""
+    import h5py
+    from cli_helpers import run_cli
+
+    import gpuheadless.objects.workflow as workflow
+    from gpuheadless.objects.labeling import gpu_labeler
+
+    monkeypatch.setattr(workflow, "_labeler", lambda config: gpu_labeler(kernels, np))
+    code, err = run_cli(["--headless", f"--project={data}/projects/ObjectClassification5t3d2c_wPred.ilp",
+                         f"--raw_data={data}/inputs/5t3d2c.h5/data",
+                         f"--prediction_maps={data}/inputs/5t3d2c_Probabilities.h5/exported_data",
+                         "--export_source=Object Identities", "--export_object_prediction_img",
+                         f"--output_filename_format={tmp_path}/{{result_type}}.h5"], tmp_path, capsys)
+    assert code == 0, err
+    for ours, ref in (("Object Identities", "Object_Identities"), ("Object Predictions", "Object_Predictions")):
+        with h5py.File(tmp_path / f"{ours}.h5", "r") as a, h5py.File(
+                data / f"reference/ObjectClassification5t3d2c_wPred__5t3d2c__{ref}.h5", "r") as b:
+            np.testing.assert_array_equal(a["exported_data"][()], b["exported_data"][()])
 
 
 def test_whole_pipeline_through_the_gpu_host_code_is_bit_identical(data, tmp_path, kernels):
@@ -172,6 +214,25 @@ def test_gpu_matches_cpu_on_a_real_device(data, tmp_path):
     gpu = predict(str(data / "projects/PixelClassification2d.ilp"), [str(data / "inputs/2d.h5/data")], device="gpu",
                   output_format="numpy", output_filename_format=str(tmp_path / "gpu.npy"))
     np.testing.assert_array_equal(np.load(gpu[0]), np.load(cpu[0]))
+
+
+@pytest.mark.gpu
+def test_gpu_objects_match_cpu_on_a_real_device(data, tmp_path):
+    from gpuheadless.backend import probe_gpu
+
+    backend, reason = probe_gpu()
+    if backend is None:
+        pytest.skip(f"no usable GPU: {reason}")
+    from gpuheadless import predict
+
+    outputs = {}
+    for device in ("cpu", "gpu"):
+        (outputs[device],) = predict(str(data / "projects/ObjectClassification5t3d2c_wPred.ilp"),
+                                     [str(data / "inputs/5t3d2c.h5/data")], device=device, output_format="numpy",
+                                     export_source="Object Identities",
+                                     prediction_maps=[str(data / "inputs/5t3d2c_Probabilities.h5/exported_data")],
+                                     output_filename_format=str(tmp_path / f"{device}.npy"))
+    np.testing.assert_array_equal(np.load(outputs["gpu"]), np.load(outputs["cpu"]))
 
 
 def test_gpu_block_budget_follows_free_device_memory_and_the_cap():

@@ -109,6 +109,22 @@ class KernelSet:
         return out
 
 
+    def label_roots(self, values: Any) -> Any:
+        """Connected components of equal non-zero values of a (Z, Y, X) integer array, face
+        neighbours only: per pixel the raster index of its component's first pixel, -1 for 0."""
+        xp = self._xp
+        flat = xp.ascontiguousarray(values).astype(xp.uint64, copy=False).reshape(-1)
+        n0, n1, n2 = values.shape
+        parent = xp.empty(flat.size, dtype=xp.int64)
+        if flat.size:
+            grid, block = _launch_shape(flat.size)
+            self._function("labeling.cu", "label_init")(grid, block, (flat, parent, np.int64(flat.size)))
+            self._function("labeling.cu", "label_merge")(grid, block, (flat, parent, np.int64(n0), np.int64(n1),
+                                                                      np.int64(n2)))
+            self._function("labeling.cu", "label_flatten")(grid, block, (parent, np.int64(flat.size)))
+        return parent.reshape(values.shape)
+
+
 def cupy_loader(path: str, options: tuple[str, ...]) -> Any:
     """``cupy.RawModule`` for one ``.cu`` file (NVRTC, compiled on first use and cached by CuPy)."""
     import cupy  # noqa: PLC0415

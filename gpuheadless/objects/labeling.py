@@ -82,7 +82,27 @@ def slab_thickness(shape: tuple[int, int, int], bytes_per_voxel: float, budget: 
     return max(1, min(shape[axis], int(budget // max(plane, 1.0))))
 
 
-def _label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
+Labeler = Callable[[np.ndarray], tuple[np.ndarray, int]]
+
+
+def gpu_labeler(kernels, xp) -> Labeler:
+    """:func:`label_equal_values` through the CUDA union-find kernels of ``kernels`` (a
+    :class:`~gpuheadless.gpu.kernels.KernelSet`); integer values only (others go to the CPU)."""
+
+    def label(values: np.ndarray) -> tuple[np.ndarray, int]:
+        if values.dtype.kind not in "biu":
+            return label_equal_values(values)
+        roots = kernels.label_roots(xp.asarray(values))
+        found, labels = xp.unique(roots.reshape(-1), return_inverse=True)  # -1 (background) sorts first
+        background = bool(found.size) and int(found[0]) < 0
+        labels = labels.reshape(values.shape).astype(xp.int64) + (0 if background else 1)
+        labels = labels.get() if hasattr(labels, "get") else np.asarray(labels)
+        return labels, int(found.size) - int(background)
+
+    return label
+
+
+def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected regions of equal non-zero value of a (Z, Y, X) slab, 4/6-connected (int64 labels)."""
     structure = ndimage.generate_binary_structure(3, 1)
     if values.shape[0] == 1:
@@ -114,7 +134,8 @@ class _ProvisionalStore:
 
 
 def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
-                 store: _ProvisionalStore, flag_of: Callable[[Region, np.ndarray], np.ndarray] | None = None) -> _Regions:
+                 store: _ProvisionalStore, flag_of: Callable[[Region, np.ndarray], np.ndarray] | None = None,
+                 labeler: Labeler | None = None) -> _Regions:
     """Label every slab, record its regions and the pairs touching the previous slab."""
     axis = slab_axis(shape)
     after = math.prod(shape[axis + 1:])  # raster stride of the slab axis
@@ -126,7 +147,7 @@ def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, 
     previous: tuple[np.ndarray, np.ndarray] | None = None  # last plane of the previous slab: labels, values
     for region in iter_slabs(shape, thickness):
         values = read_values(region)
-        labels, found = _label_equal_values(values)
+        labels, found = (labeler or label_equal_values)(values)
         offset = region[axis].start * after
         flat = labels.reshape(-1)
         ids, first_index = np.unique(flat, return_index=True)
@@ -213,7 +234,8 @@ def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Regi
 
 
 def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[int, int, int],
-                  settings: ThresholdSettings, thickness: int, scratch: h5py.Group | None, name: str) -> ObjectIds:
+                  settings: ThresholdSettings, thickness: int, scratch: h5py.Group | None, name: str,
+                  labeler: Labeler | None = None) -> ObjectIds:
     """Threshold and Size Filter (simple or hysteresis) and object ids of one time point, slab by slab.
 
     Parameters
@@ -228,6 +250,8 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
         Where provisional labels go when they do not stay in memory.
     name : str
         A dataset name, unique in ``scratch``.
+    labeler : callable, optional
+        Labels one slab (:func:`label_equal_values`, or :func:`gpu_labeler`'s).
     """
     if settings.method not in (SIMPLE, HYSTERESIS):
         raise ValueError(f"thresholding method {settings.method} (graph cut / IPHT) is not supported yet")
@@ -245,7 +269,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
 
     if settings.method == SIMPLE:
         store = _ProvisionalStore(shape, scratch, name)
-        regions = _label_slabs(final_mask, shape, thickness, store)
+        regions = _label_slabs(final_mask, shape, thickness, store, labeler=labeler)
         return _finish(regions, store, shape, lambda count, flag: size_ok(count))[0]
 
     core_store = _ProvisionalStore(shape, scratch, name + "-cores")
@@ -253,7 +277,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
     def core_mask(region: Region) -> np.ndarray:
         return (smoothed(region)[..., settings.core_channel] >= np.float32(settings.high)).astype(np.uint8)
 
-    core_regions = _label_slabs(core_mask, shape, thickness, core_store)
+    core_regions = _label_slabs(core_mask, shape, thickness, core_store, labeler=labeler)
     _, core_final = _finish(core_regions, core_store, shape, lambda count, flag: size_ok(count))
 
     def holds_core(region: Region, labels: np.ndarray) -> np.ndarray:
@@ -263,7 +287,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
         return marked
 
     store = _ProvisionalStore(shape, scratch, name)
-    regions = _label_slabs(final_mask, shape, thickness, store, holds_core)
+    regions = _label_slabs(final_mask, shape, thickness, store, holds_core, labeler)
     ids = _finish(regions, store, shape, lambda count, flag: flag & size_ok(count))[0]
     if scratch is not None:
         del scratch[name + "-cores"]
@@ -316,8 +340,8 @@ def label_image_ids(read_labels: Callable[[Region], np.ndarray], shape: tuple[in
 
 
 def segmentation_ids(read_segmentation: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
-                     scratch: h5py.Group | None, name: str) -> ObjectIds:
+                     scratch: h5py.Group | None, name: str, labeler: Labeler | None = None) -> ObjectIds:
     """Object ids of a segmentation: connected regions of equal non-zero value, slab by slab."""
     store = _ProvisionalStore(shape, scratch, name)
-    regions = _label_slabs(read_segmentation, shape, thickness, store)
+    regions = _label_slabs(read_segmentation, shape, thickness, store, labeler=labeler)
     return _finish(regions, store, shape, lambda count, flag: np.ones(len(count), bool))[0]

@@ -18,3 +18,12 @@ inline thread_local dim3 blockIdx, threadIdx, blockDim, gridDim;
 
 using std::isnan;
 using std::signbit;
+
+// Atomics: the launcher runs one thread at a time, so a plain read-modify-write is atomic.
+inline long long atomicMin(long long *address, long long value)
+{
+    const long long old = *address;
+    if (value < old)
+        *address = value;
+    return old;
+}
