@@ -130,6 +130,7 @@ for axis in range(3):
     ks.correlate(v, gaussian_kernel(3.0, 1, 2.0), axis, (8, 8))
 ks.eigenvalues([v[..., i] for i in range(6)])
 ks.label_roots((v > 0.5).astype(np.uint8) + (v > 0.8))
+ks.smooth_pass(v[..., None], np.array([0.25, 0.5, 0.25]), 1)
 print("clean")
 """
     env = dict(os.environ, LD_PRELOAD=runtime, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="halt_on_error=1")
@@ -146,6 +147,15 @@ def _first_pixel_of_component(labels: np.ndarray) -> np.ndarray:
     return np.vectorize(lookup.get, otypes=[np.int64])(labels)
 
 
+@pytest.mark.parametrize("shape", [(5, 30, 40, 2), (1, 33, 77, 1), (3, 2, 9, 1)])
+def test_smoothing_kernel_equals_the_cpu_smoothing(shape, kernels, thread_order):
+    from gpuheadless.objects.threshold import gpu_smoother, smooth
+
+    values = np.random.default_rng(1).random(shape).astype(np.float32)
+    for sigmas in ((1.0, 1.0, 1.0), (0.7, 1.3, 2.5), (3.0, 3.0, 3.0)):  # (3, 2, 9): reflections beyond the edge
+        np.testing.assert_array_equal(gpu_smoother(kernels, np)(values, sigmas), smooth(values, sigmas))
+
+
 @pytest.mark.parametrize("shape", [(1, 40, 57), (9, 21, 17)])
 def test_labeling_kernels_find_the_cpu_components(shape, kernels, thread_order):
     from gpuheadless.objects.labeling import label_equal_values
@@ -158,14 +168,14 @@ def test_labeling_kernels_find_the_cpu_components(shape, kernels, thread_order):
 
 
 def test_objects_through_the_gpu_labeling_host_code_equal_ilastiks(data, tmp_path, capsys, kernels, monkeypatch):
-    """The Object Classification workflow with the (emulated) CUDA labelling: ilastik's images."""
+    """The Object Classification workflow with the (emulated) CUDA smoothing and labelling: ilastik's images."""
     import h5py
     from cli_helpers import run_cli
 
     import gpuheadless.objects.workflow as workflow
-    from gpuheadless.objects.labeling import gpu_labeler
+    from gpuheadless.objects.labeling import gpu_slab_kernels
 
-    monkeypatch.setattr(workflow, "_labeler", lambda config: gpu_labeler(kernels, np))
+    monkeypatch.setattr(workflow, "_slab_kernels", lambda config: gpu_slab_kernels(kernels, np))
     code, err = run_cli(["--headless", f"--project={data}/projects/ObjectClassification5t3d2c_wPred.ilp",
                          f"--raw_data={data}/inputs/5t3d2c.h5/data",
                          f"--prediction_maps={data}/inputs/5t3d2c_Probabilities.h5/exported_data",

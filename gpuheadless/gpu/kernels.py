@@ -109,6 +109,20 @@ class KernelSet:
         return out
 
 
+    def smooth_pass(self, array: Any, taps: np.ndarray, axis: int) -> Any:
+        """One pass of a symmetric smoothing kernel (``taps``, odd length, float64) along spatial
+        ``axis`` of a (Z, Y, X, C) float32 array, mirror borders, as SciPy's correlate1d."""
+        xp = self._xp
+        array = xp.ascontiguousarray(array, dtype=xp.float32)
+        out = xp.empty_like(array)
+        radius = len(taps) // 2
+        half = xp.asarray(np.ascontiguousarray(taps[radius:], dtype=np.float64))  # centre, then outwards
+        if array.size:
+            grid, block = _launch_shape(array.size)
+            self._function("smoothing.cu", "smooth_pass")(grid, block, (
+                array, out, half, *(np.int64(n) for n in array.shape), np.int32(axis), np.int32(radius)))
+        return out
+
     def label_roots(self, values: Any) -> Any:
         """Connected components of equal non-zero values of a (Z, Y, X) integer array, face
         neighbours only: per pixel the raster index of its component's first pixel, -1 for 0."""

@@ -23,7 +23,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as graph_components
 
-from .threshold import HYSTERESIS, SIMPLE, ThresholdSettings, smooth, smoothing_radius
+from .threshold import HYSTERESIS, SIMPLE, ThresholdSettings, gpu_smoother, smooth, smoothing_radius
 
 Region = tuple[slice, slice, slice]
 
@@ -83,11 +83,12 @@ def slab_thickness(shape: tuple[int, int, int], bytes_per_voxel: float, budget: 
 
 
 Labeler = Callable[[np.ndarray], tuple[np.ndarray, int]]
+Smoother = Callable[..., np.ndarray]
 
 
-def gpu_labeler(kernels, xp) -> Labeler:
-    """:func:`label_equal_values` through the CUDA union-find kernels of ``kernels`` (a
-    :class:`~gpuheadless.gpu.kernels.KernelSet`); integer values only (others go to the CPU)."""
+def _gpu_labeler(kernels, xp) -> Labeler:
+    """:func:`label_equal_values` through the CUDA union-find kernels; integer values only
+    (others go to the CPU)."""
 
     def label(values: np.ndarray) -> tuple[np.ndarray, int]:
         if values.dtype.kind not in "biu":
@@ -100,6 +101,20 @@ def gpu_labeler(kernels, xp) -> Labeler:
         return labels, int(found.size) - int(background)
 
     return label
+
+
+@dataclass(frozen=True)
+class SlabKernels:
+    """How a slab is smoothed and labelled: on the CPU, or through CUDA kernels (:func:`gpu_slab_kernels`)."""
+
+    label: Labeler
+    smooth: Smoother
+
+
+def gpu_slab_kernels(kernels, xp) -> SlabKernels:
+    """The CUDA smoothing and labelling of ``kernels`` (a :class:`~gpuheadless.gpu.kernels.KernelSet`
+    over ``xp``, CuPy or, in the tests' emulation, NumPy); results equal the CPU's bit for bit."""
+    return SlabKernels(_gpu_labeler(kernels, xp), gpu_smoother(kernels, xp))
 
 
 def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -121,6 +136,9 @@ def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, count
 
 
+CPU = SlabKernels(label_equal_values, smooth)
+
+
 class _ProvisionalStore:
     """Where the provisional labels of a time point live: a NumPy array or a temporary HDF5 dataset."""
 
@@ -135,7 +153,7 @@ class _ProvisionalStore:
 
 def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
                  store: _ProvisionalStore, flag_of: Callable[[Region, np.ndarray], np.ndarray] | None = None,
-                 labeler: Labeler | None = None) -> _Regions:
+                 ops: SlabKernels = CPU) -> _Regions:
     """Label every slab, record its regions and the pairs touching the previous slab."""
     axis = slab_axis(shape)
     after = math.prod(shape[axis + 1:])  # raster stride of the slab axis
@@ -147,7 +165,7 @@ def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, 
     previous: tuple[np.ndarray, np.ndarray] | None = None  # last plane of the previous slab: labels, values
     for region in iter_slabs(shape, thickness):
         values = read_values(region)
-        labels, found = (labeler or label_equal_values)(values)
+        labels, found = ops.label(values)
         offset = region[axis].start * after
         flat = labels.reshape(-1)
         ids, first_index = np.unique(flat, return_index=True)
@@ -218,7 +236,7 @@ def _size_ok(settings: ThresholdSettings) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Region, shape: tuple[int, int, int],
-                   settings: ThresholdSettings) -> np.ndarray:
+                   settings: ThresholdSettings, ops: SlabKernels) -> np.ndarray:
     """The project's smoothing of the prediction maps over ``region``, read with the halo it needs."""
     axis = slab_axis(shape)
     axes = tuple(a for a in range(3) if shape[a] > 1)
@@ -227,7 +245,7 @@ def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Regi
     stop = min(region[axis].stop + halo, shape[axis])
     wide = list(region)
     wide[axis] = slice(start, stop)
-    smoothed = smooth(read_prediction(tuple(wide)), settings.sigmas, axes)
+    smoothed = ops.smooth(read_prediction(tuple(wide)), settings.sigmas, axes)
     inner = [slice(None)] * 4
     inner[axis] = slice(region[axis].start - start, region[axis].stop - start)
     return smoothed[tuple(inner)]
@@ -235,7 +253,7 @@ def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Regi
 
 def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[int, int, int],
                   settings: ThresholdSettings, thickness: int, scratch: h5py.Group | None, name: str,
-                  labeler: Labeler | None = None) -> ObjectIds:
+                  ops: SlabKernels = CPU) -> ObjectIds:
     """Threshold and Size Filter (simple or hysteresis) and object ids of one time point, slab by slab.
 
     Parameters
@@ -250,15 +268,15 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
         Where provisional labels go when they do not stay in memory.
     name : str
         A dataset name, unique in ``scratch``.
-    labeler : callable, optional
-        Labels one slab (:func:`label_equal_values`, or :func:`gpu_labeler`'s).
+    ops : SlabKernels
+        How slabs are smoothed and labelled (the CPU's, or :func:`gpu_slab_kernels`).
     """
     if settings.method not in (SIMPLE, HYSTERESIS):
         raise ValueError(f"thresholding method {settings.method} (graph cut / IPHT) is not supported yet")
     size_ok = _size_ok(settings)
 
     def smoothed(region: Region) -> np.ndarray:
-        return _smoothed_slab(read_prediction, region, shape, settings)
+        return _smoothed_slab(read_prediction, region, shape, settings, ops)
 
     def final_mask(region: Region) -> np.ndarray:
         data = smoothed(region)
@@ -269,7 +287,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
 
     if settings.method == SIMPLE:
         store = _ProvisionalStore(shape, scratch, name)
-        regions = _label_slabs(final_mask, shape, thickness, store, labeler=labeler)
+        regions = _label_slabs(final_mask, shape, thickness, store, ops=ops)
         return _finish(regions, store, shape, lambda count, flag: size_ok(count))[0]
 
     core_store = _ProvisionalStore(shape, scratch, name + "-cores")
@@ -277,7 +295,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
     def core_mask(region: Region) -> np.ndarray:
         return (smoothed(region)[..., settings.core_channel] >= np.float32(settings.high)).astype(np.uint8)
 
-    core_regions = _label_slabs(core_mask, shape, thickness, core_store, labeler=labeler)
+    core_regions = _label_slabs(core_mask, shape, thickness, core_store, ops=ops)
     _, core_final = _finish(core_regions, core_store, shape, lambda count, flag: size_ok(count))
 
     def holds_core(region: Region, labels: np.ndarray) -> np.ndarray:
@@ -287,7 +305,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
         return marked
 
     store = _ProvisionalStore(shape, scratch, name)
-    regions = _label_slabs(final_mask, shape, thickness, store, holds_core, labeler)
+    regions = _label_slabs(final_mask, shape, thickness, store, holds_core, ops)
     ids = _finish(regions, store, shape, lambda count, flag: flag & size_ok(count))[0]
     if scratch is not None:
         del scratch[name + "-cores"]
@@ -340,8 +358,8 @@ def label_image_ids(read_labels: Callable[[Region], np.ndarray], shape: tuple[in
 
 
 def segmentation_ids(read_segmentation: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
-                     scratch: h5py.Group | None, name: str, labeler: Labeler | None = None) -> ObjectIds:
+                     scratch: h5py.Group | None, name: str, ops: SlabKernels = CPU) -> ObjectIds:
     """Object ids of a segmentation: connected regions of equal non-zero value, slab by slab."""
     store = _ProvisionalStore(shape, scratch, name)
-    regions = _label_slabs(read_segmentation, shape, thickness, store, labeler=labeler)
+    regions = _label_slabs(read_segmentation, shape, thickness, store, ops=ops)
     return _finish(regions, store, shape, lambda count, flag: np.ones(len(count), bool))[0]

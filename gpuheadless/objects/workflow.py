@@ -38,8 +38,8 @@ from ..pipeline.export_plan import cutout_bounds
 from ..pipeline.lane import Lane, lane_axes
 from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
-from .labeling import (Labeler, ObjectIds, gpu_labeler, iter_slabs, label_image_ids, segmentation_ids, slab_axis,
-                       slab_thickness, threshold_ids)
+from .labeling import (CPU, ObjectIds, SlabKernels, gpu_slab_kernels, iter_slabs, label_image_ids, segmentation_ids,
+                       slab_axis, slab_thickness, threshold_ids)
 from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
 from .project import ObjectProject, read_object_project
 from .table import write_csv_table, write_h5_table
@@ -93,29 +93,29 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if unsupported:
         raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
                          f"implemented (only those of {', '.join(PLUGINS)})")
-    labeler = _labeler(config)
+    ops = _slab_kernels(config)
     if project.forest is None and project.labels:
-        project.forest = _train(config, project, labeler)
+        project.forest = _train(config, project, ops)
     written, failures = [], []
     with tempfile.TemporaryDirectory(prefix="gpuheadless-pixel-") as scratch:
         for raw_path, second_path in zip(config.inputs, options.second_inputs):
             try:
                 if project.variant == "pixel":
                     second_path = probabilities_for_objects(config, raw_path, scratch)
-                written += _run_lane(config, options, project, source, raw_path, second_path, labeler)
+                written += _run_lane(config, options, project, source, raw_path, second_path, ops)
             except UserError as exc:
                 failures.append(str(exc))
                 log.error("%s", exc)
     return written, failures
 
 
-def _labeler(config: RunConfig) -> Labeler | None:
-    """The CUDA labelling kernels when the run uses the GPU, else None (the CPU's)."""
+def _slab_kernels(config: RunConfig) -> SlabKernels:
+    """The CUDA smoothing and labelling when the run uses the GPU, else the CPU's."""
     backend = select_backend(config.device)
-    return gpu_labeler(backend.kernels, backend.xp) if backend.kernels is not None else None
+    return gpu_slab_kernels(backend.kernels, backend.xp) if backend.kernels is not None else CPU
 
 
-def _train(config: RunConfig, project: ObjectProject, labeler: Labeler | None = None):
+def _train(config: RunConfig, project: ObjectProject, ops: SlabKernels = CPU):
     """A new object classifier from the objects labelled in the project (it stores no forest)."""
     from ..forest.train import train_forest  # noqa: PLC0415
 
@@ -124,8 +124,7 @@ def _train(config: RunConfig, project: ObjectProject, labeler: Labeler | None = 
         for lane_index, (raw_path, second_path) in enumerate(project.lanes):
             wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
             if wanted:
-                lane_rows, lane_targets = _training_rows(config, project, raw_path, second_path, wanted, scratch,
-                                                         labeler)
+                lane_rows, lane_targets = _training_rows(config, project, raw_path, second_path, wanted, scratch, ops)
                 rows.append(lane_rows)
                 targets.append(lane_targets)
     if not rows:
@@ -136,7 +135,7 @@ def _train(config: RunConfig, project: ObjectProject, labeler: Labeler | None = 
 
 
 def _training_rows(config, project: ObjectProject, raw_path: str, second_path: str, wanted: dict, scratch: str,
-                   labeler: Labeler | None = None):
+                   ops: SlabKernels = CPU):
     """(feature rows, classes) of the labelled objects of one training lane."""
     rows, targets = [], []
     try:
@@ -150,7 +149,7 @@ def _training_rows(config, project: ObjectProject, raw_path: str, second_path: s
     try:
         with _scratch(raw.shape[:4], budget) as labels_scratch:
             for t, classes in sorted(wanted.items()):
-                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, labeler, classify=False)
+                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, ops, classify=False)
                 matrix = feature_matrix(features, project.selected)
                 ids = np.nonzero(classes[: matrix.shape[0]])[0]
                 rows.append(matrix[ids])
@@ -168,7 +167,7 @@ def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
 
 
 def _run_lane(config, options, project: ObjectProject, source: str, raw_path: str, second_path: str,
-              labeler: Labeler | None = None) -> list[str]:
+              ops: SlabKernels = CPU) -> list[str]:
     raw = _open(config, raw_path, project)
     second = _open(config, second_path, project)
     try:
@@ -179,7 +178,7 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
                             f"thresholds channel {max(project.threshold.channel, project.threshold.core_channel)}")
         budget = block_budget_bytes(config)
         with _scratch(raw.shape[:4], budget) as scratch:
-            results = [_time_point(project, raw, second, t, budget, scratch, labeler) for t in range(raw.shape[0])]
+            results = [_time_point(project, raw, second, t, budget, scratch, ops) for t in range(raw.shape[0])]
             if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
                 raise UserError(f"'{second_path}': the segmentation has no object")
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
@@ -211,17 +210,17 @@ def _scratch(shape_tzyx: tuple[int, ...], budget: float) -> Iterator[h5py.File |
 
 
 def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scratch,
-                labeler: Labeler | None = None) -> ObjectIds:
+                ops: SlabKernels = CPU) -> ObjectIds:
     """The object ids of time point ``t``, slab by slab within ``budget``."""
     shape = second.shape[1:4]
     if project.variant in ("prediction", "pixel"):
         thickness = slab_thickness(shape, 12.0 * second.n_channels + 48.0, budget)
         ids = threshold_ids(lambda region: second.read(t, region), shape, project.threshold, thickness, scratch, f"t{t}",
-                            labeler)
+                            ops)
     elif project.variant == "binary":
         thickness = slab_thickness(shape, 48.0, budget)
         ids = segmentation_ids(lambda region: second.read(t, region, None)[..., 0], shape, thickness, scratch, f"t{t}",
-                               labeler)
+                               ops)
     else:
         thickness = slab_thickness(shape, 48.0, budget)
         ids = label_image_ids(lambda region: second.read(t, region, None)[..., 0], shape, thickness)
@@ -231,9 +230,9 @@ def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scr
 
 
 def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget: float, scratch,
-                labeler: Labeler | None = None, classify: bool = True):
+                ops: SlabKernels = CPU, classify: bool = True):
     """(ids, probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
-    ids = _object_ids(project, second, t, budget, scratch, labeler)
+    ids = _object_ids(project, second, t, budget, scratch, ops)
     features = object_features(lambda region: raw.read(t, region), ids, project.selected, project.margins,
                                raw.n_channels, budget)
     if not classify:
