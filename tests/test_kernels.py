@@ -131,6 +131,9 @@ for axis in range(3):
 ks.eigenvalues([v[..., i] for i in range(6)])
 ks.label_roots((v > 0.5).astype(np.uint8) + (v > 0.8))
 ks.smooth_pass(v[..., None], np.array([0.25, 0.5, 0.25]), 1)
+order = np.arange(v.size); starts = np.array([0, 100, 100, v.size])
+ks.object_sums(v.reshape(-1, 1).astype(np.float64), order, starts)
+ks.object_centred_sums(v.reshape(-1, 1).astype(np.float64), order, starts, np.zeros((3, 1)), True, [(0, 0)])
 print("clean")
 """
     env = dict(os.environ, LD_PRELOAD=runtime, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="halt_on_error=1")
@@ -167,21 +170,47 @@ def test_labeling_kernels_find_the_cpu_components(shape, kernels, thread_order):
     np.testing.assert_array_equal(roots, _first_pixel_of_component(label_equal_values(values)[0]))
 
 
+def test_object_sum_kernels_give_the_cpu_standard_features(data, kernels, thread_order):
+    import h5py
+
+    from gpuheadless.objects.features import DeviceSums, standard_features
+
+    names = ["Count", "Sum", "Mean", "Variance", "Skewness", "Kurtosis", "Covariance", "PrincipalAxes", "RegionCenter",
+             "RegionRadii", "RegionAxes", "Minimum", "Maximum"]
+    with h5py.File(data / "projects/ObjectClassification5t3d2c_wPred.ilp", "r") as f, \
+            h5py.File(data / "inputs/5t3d2c.h5", "r") as raw:
+        labels = f["ObjectExtraction/LabelImage_v2/labelimage000/block0002"][0, ..., 0]  # x, y, z
+        image = np.transpose(raw["data"][2], (2, 1, 0, 3)).astype(np.float32)
+    cpu = standard_features(image, labels, names, origin=(3, 5, 7))
+    gpu = standard_features(image, labels, names, origin=(3, 5, 7), accumulate=DeviceSums(kernels, np))
+    assert len(cpu["Count"]) > 10
+    for name in names:
+        np.testing.assert_array_equal(gpu[name], cpu[name], err_msg=name)
+
+
 def test_objects_through_the_gpu_labeling_host_code_equal_ilastiks(data, tmp_path, capsys, kernels, monkeypatch):
-    """The Object Classification workflow with the (emulated) CUDA smoothing and labelling: ilastik's images."""
+    """The Object Classification workflow with the (emulated) CUDA smoothing, labelling and object sums:
+    ilastik's images, and the CPU run's table (every feature, printed exactly)."""
     import h5py
     from cli_helpers import run_cli
 
     import gpuheadless.objects.workflow as workflow
-    from gpuheadless.objects.labeling import gpu_slab_kernels
+    from gpuheadless.objects.labeling import gpu_object_kernels
 
-    monkeypatch.setattr(workflow, "_slab_kernels", lambda config: gpu_slab_kernels(kernels, np))
+    monkeypatch.setattr(workflow, "_object_kernels", lambda config: gpu_object_kernels(kernels, np))
     code, err = run_cli(["--headless", f"--project={data}/projects/ObjectClassification5t3d2c_wPred.ilp",
                          f"--raw_data={data}/inputs/5t3d2c.h5/data",
                          f"--prediction_maps={data}/inputs/5t3d2c_Probabilities.h5/exported_data",
                          "--export_source=Object Identities", "--export_object_prediction_img",
+                         f"--table_filename={tmp_path}/gpu.csv",
                          f"--output_filename_format={tmp_path}/{{result_type}}.h5"], tmp_path, capsys)
     assert code == 0, err
+    monkeypatch.undo()
+    code, err = run_cli(["--headless", f"--project={data}/projects/ObjectClassification5t3d2c_wPred.ilp",
+                         f"--raw_data={data}/inputs/5t3d2c.h5/data", "--table_only", f"--table_filename={tmp_path}/cpu.csv",
+                         f"--prediction_maps={data}/inputs/5t3d2c_Probabilities.h5/exported_data"], tmp_path, capsys)
+    assert code == 0, err
+    assert (tmp_path / "gpu_table.csv").read_text() == (tmp_path / "cpu_table.csv").read_text()
     for ours, ref in (("Object Identities", "Object_Identities"), ("Object Predictions", "Object_Predictions")):
         with h5py.File(tmp_path / f"{ours}.h5", "r") as a, h5py.File(
                 data / f"reference/ObjectClassification5t3d2c_wPred__5t3d2c__{ref}.h5", "r") as b:

@@ -123,6 +123,38 @@ class KernelSet:
                 array, out, half, *(np.int64(n) for n in array.shape), np.int32(axis), np.int32(radius)))
         return out
 
+    def object_sums(self, columns: Any, order: Any, starts: Any) -> Any:
+        """Per object (``starts`` delimits each object's run of ``order``) the sum of every column
+        of ``columns`` (pixels, k) float64, added in the order ``order`` gives."""
+        xp = self._xp
+        columns = xp.ascontiguousarray(columns, dtype=xp.float64)
+        bins, k = len(starts) - 1, columns.shape[1]
+        out = xp.zeros((bins, k), dtype=xp.float64)
+        if bins and k:
+            grid, block = _launch_shape(bins)
+            self._function("object_sums.cu", "object_sums")(grid, block, (
+                columns, xp.asarray(order, dtype=xp.int64), xp.asarray(starts, dtype=xp.int64), np.int64(bins),
+                np.int64(k), out))
+        return out
+
+    def object_centred_sums(self, columns: Any, order: Any, starts: Any, centre: Any, powers: bool,
+                            pairs: list[tuple[int, int]]) -> tuple[Any, Any]:
+        """Per object the sums of d^2, d^3, d^4 of every column (``powers``; shape (objects, 3, k))
+        and of d_a * d_b for each pair (objects, pairs), with d = column - the object's ``centre``."""
+        xp = self._xp
+        columns = xp.ascontiguousarray(columns, dtype=xp.float64)
+        bins, k = len(starts) - 1, columns.shape[1]
+        power_sums = xp.zeros((bins, 3, k), dtype=xp.float64)
+        pair_sums = xp.zeros((bins, max(len(pairs), 1)), dtype=xp.float64)
+        if bins and k:
+            grid, block = _launch_shape(bins)
+            self._function("object_sums.cu", "object_centred_sums")(grid, block, (
+                columns, xp.asarray(order, dtype=xp.int64), xp.asarray(starts, dtype=xp.int64),
+                xp.ascontiguousarray(xp.asarray(centre, dtype=xp.float64)), np.int64(bins), np.int64(k),
+                np.int32(powers), xp.asarray(np.array(pairs, dtype=np.int64).reshape(-1) if pairs else np.zeros(2, np.int64)),
+                np.int64(len(pairs)), power_sums, pair_sums))
+        return power_sums, pair_sums[:, :len(pairs)]
+
     def label_roots(self, values: Any) -> Any:
         """Connected components of equal non-zero values of a (Z, Y, X) integer array, face
         neighbours only: per pixel the raster index of its component's first pixel, -1 for 0."""

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .features import NEIGHBOURHOOD_SUFFIX, labelled_range, neighbourhood_features, standard_features
+from .features import CPU_SUMS, NEIGHBOURHOOD_SUFFIX, BincountSums, labelled_range, neighbourhood_features, standard_features
 from .hull import hull_features
 from .skeleton import skeleton_features
 from .labeling import ObjectIds, Region, iter_slabs, slab_thickness
@@ -70,7 +70,8 @@ def _batches(ids: ObjectIds, widen_low: np.ndarray, widen_high: np.ndarray, byte
 
 
 def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, selected: dict[str, list[str]],
-                    margins: dict[str, np.ndarray], channels: int, budget: float) -> dict[str, dict[str, np.ndarray]]:
+                    margins: dict[str, np.ndarray], channels: int, budget: float,
+                    accumulate: BincountSums = CPU_SUMS) -> dict[str, dict[str, np.ndarray]]:
     """``{plugin: {feature: (n + 1, width)}}`` of one time point, plus ilastik's ``Default features``.
 
     Parameters
@@ -83,6 +84,8 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
     channels : int
     budget : float
         Bytes a batch may use.
+    accumulate : BincountSums
+        Where the standard features' per-object sums are made (CPU, or the CUDA kernels).
     """
     n = ids.n_objects
     dims = 3 if ids.shape[0] > 1 else 2
@@ -106,7 +109,8 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
     tables: dict[str, dict[str, np.ndarray]] = {}
     batches = _batches(ids, widen_low, widen_high, feature_bytes_per_voxel(channels), budget)
     for first, last, region in batches:
-        part = _batch_features(read_raw, ids, region, first, last, plain, local, reach, selected, value_range, dims)
+        part = _batch_features(read_raw, ids, region, first, last, plain, local, reach, selected, value_range, dims,
+                               accumulate)
         for plugin, table in part.items():
             out = tables.setdefault(plugin, {})
             for name, rows in table.items():
@@ -123,7 +127,7 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
 
 
 def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: int, plain, local, reach, selected,
-                    value_range, dims: int) -> dict[str, dict[str, np.ndarray]]:
+                    value_range, dims: int, accumulate: BincountSums = CPU_SUMS) -> dict[str, dict[str, np.ndarray]]:
     """The features of objects first..last (rows 1..k) from the box ``region``."""
     k = last - first + 1
     found = ids.read(region).astype(np.int64)
@@ -133,7 +137,7 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
     batch_xyz = np.ascontiguousarray(np.transpose(batch, (2, 1, 0)))
     origin = tuple(r.start for r in region)[::-1]
     computed = standard_features(image_xyzc, batch_xyz, list(plain) + list(DEFAULT_FEATURES), True, np.float64,
-                                 origin, value_range, dims)
+                                 origin, value_range, dims, accumulate)
     computed = {name: _rows(values, k) for name, values in computed.items()}
     defaults = {name: computed[name] for name in DEFAULT_FEATURES}  # float64, as vigra returns them
     features = {name: values.astype(np.float32) for name, values in computed.items()}  # plugin features: float32

@@ -32,20 +32,73 @@ def _descending_eigen(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, vectors
 
 
+class BincountSums:
+    """Per-object sums on the CPU: ``np.bincount`` adds each object's pixels in raster order."""
+
+    def sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+        """``(n + 1, k)``: per object the sum of each column."""
+        return np.stack([np.bincount(index, columns[:, c], n + 1) for c in range(columns.shape[1])], axis=1)
+
+    def centred_sums(self, columns: np.ndarray, index: np.ndarray, n: int, centre: np.ndarray, powers: bool,
+                     pairs: list[tuple[int, int]]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """Per object, with d = column - the object's centre: the sums of d^2, d^3, d^4 of each
+        column ({power: (n + 1, k)}, when ``powers``) and of d_a * d_b for each pair ((n + 1, pairs))."""
+        centred = columns - centre[index]
+        moments = {}
+        if powers:
+            squared = centred * centred
+            by_power = {2: squared, 3: squared * centred, 4: squared * squared}
+            moments = {k: self.sums(by_power[k], index, n) for k in (2, 3, 4)}
+        products = np.stack([np.bincount(index, centred[:, a] * centred[:, b], n + 1) for a, b in pairs], axis=1) \
+            if pairs else np.zeros((n + 1, 0))
+        return moments, products
+
+
+class DeviceSums(BincountSums):
+    """The same sums through the CUDA kernels of ``kernels`` (one thread per object, the pixels in
+    raster order): bit-identical to :class:`BincountSums`."""
+
+    def __init__(self, kernels, xp) -> None:
+        self._kernels = kernels
+        self._xp = xp
+
+    def _runs(self, index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(index, kind="stable")  # each object's pixels stay in raster order
+        starts = np.searchsorted(index[order], np.arange(n + 2))
+        return order, starts
+
+    def _host(self, array):
+        return array.get() if hasattr(array, "get") else np.asarray(array)
+
+    def sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+        order, starts = self._runs(index, n)
+        return self._host(self._kernels.object_sums(self._xp.asarray(columns), order, starts))
+
+    def centred_sums(self, columns, index, n, centre, powers, pairs):
+        order, starts = self._runs(index, n)
+        power_sums, pair_sums = self._kernels.object_centred_sums(self._xp.asarray(columns), order, starts, centre,
+                                                                  powers, list(pairs))
+        power_sums = self._host(power_sums)
+        moments = {k: power_sums[:, k - 2] for k in (2, 3, 4)} if powers else {}
+        return moments, self._host(pair_sums)
+
+
+CPU_SUMS = BincountSums()
+
+
 def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[str],
-                     value_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+                     value_range: tuple[float, float] | None = None,
+                     accumulate: BincountSums = CPU_SUMS) -> dict[str, np.ndarray]:
     """Per-label statistics of ``values`` (pixels, C) for labels ``index`` in 0..n (row 0 unused)."""
     out: dict[str, np.ndarray] = {}
     count = np.bincount(index, minlength=n + 1).astype(np.float64)
     safe = np.where(count > 0, count, 1.0)
     channels = values.shape[1]
-    sums = np.stack([np.bincount(index, values[:, c], n + 1) for c in range(channels)], axis=1)
+    sums = accumulate.sums(values, index, n)
     mean = sums / safe[:, None]
-    centred = values - mean[index]
-    squared = centred * centred
-    powers = {2: squared, 3: squared * centred, 4: squared * squared}
-    moments = {k: np.stack([np.bincount(index, powers[k][:, c], n + 1) for c in range(channels)], axis=1)
-               for k in (2, 3, 4)}
+    covariance = channels > 1 and bool(names & {"Covariance", "PrincipalAxes"})
+    pairs = [(a, b) for a in range(channels) for b in range(channels)] if covariance else []
+    moments, products = accumulate.centred_sums(values, index, n, mean, True, pairs)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["Sum"] = sums
         out["Mean"] = mean
@@ -58,11 +111,8 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
         for c in range(channels):
             np.minimum.at(out["Minimum"][:, c], index, values[:, c])
             np.maximum.at(out["Maximum"][:, c], index, values[:, c])
-    if channels > 1 and names & {"Covariance", "PrincipalAxes"}:
-        cov = np.empty((n + 1, channels, channels))
-        for a in range(channels):
-            for b in range(channels):
-                cov[:, a, b] = np.bincount(index, centred[:, a] * centred[:, b], n + 1) / safe
+    if covariance:
+        cov = (products / safe[:, None]).reshape(n + 1, channels, channels)
         out["Covariance"] = cov.reshape(n + 1, -1)
         out["PrincipalAxes"] = _descending_eigen(cov)[1].reshape(n + 1, -1)
     if channels == 1 and names & {"Histogram", "Quantiles"}:
@@ -126,7 +176,8 @@ def _histogram_features(values: np.ndarray, index: np.ndarray, n: int, count: np
 
 def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True,
                       dtype: type = np.float32, origin: Sequence[int] = (0, 0, 0),
-                      value_range: tuple[float, float] | None = None, dims: int | None = None) -> dict[str, np.ndarray]:
+                      value_range: tuple[float, float] | None = None, dims: int | None = None,
+                      accumulate: BincountSums = CPU_SUMS) -> dict[str, np.ndarray]:
     """The selected standard features of every object.
 
     Parameters
@@ -146,6 +197,8 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
         The histogram range: the time point's labelled pixels' (required for a crop).
     dims : int, optional
         2 or 3; by default 2 when the z extent is 1 (give it for a crop of a 3D image).
+    accumulate : BincountSums
+        Where the per-object sums are made: the CPU's, or :class:`DeviceSums` (same values).
     """
     names = set(names)
     n = int(labels.max()) if labels.size else 0
@@ -156,19 +209,17 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
     values = image.reshape(-1, image.shape[-1])[flat].astype(np.float64)
     if value_range is None and image.shape[-1] == 1:
         value_range = labelled_range(values[:, 0], index)
-    out = _intensity_stats(values, index, n, names, value_range)
+    out = _intensity_stats(values, index, n, names, value_range, accumulate)
     spatial = labels.shape if dims == 3 else labels.shape[:2]
     grids = np.stack(np.unravel_index(flat, spatial), axis=1).astype(np.float64)
     grids += np.asarray(origin[:dims], dtype=np.float64)
     count = out["Count"][:, 0]
     safe = np.where(count > 0, count, 1.0)
-    center = np.stack([np.bincount(index, grids[:, d], n + 1) for d in range(dims)], axis=1) / safe[:, None]
+    center = accumulate.sums(grids, index, n) / safe[:, None]
     out["RegionCenter"] = center
-    offsets = grids - center[index]
-    cov = np.empty((n + 1, dims, dims))
-    for a in range(dims):
-        for b in range(dims):
-            cov[:, a, b] = np.bincount(index, offsets[:, a] * offsets[:, b], n + 1) / safe
+    _, products = accumulate.centred_sums(grids, index, n, center, False,
+                                          [(a, b) for a in range(dims) for b in range(dims)])
+    cov = (products / safe[:, None]).reshape(n + 1, dims, dims)
     radii_sq, axes = _descending_eigen(cov)
     out["RegionRadii"] = np.sqrt(np.maximum(radii_sq, 0.0))
     out["RegionAxes"] = axes.reshape(n + 1, -1)

@@ -23,6 +23,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as graph_components
 
+from .features import CPU_SUMS, BincountSums, DeviceSums
 from .threshold import HYSTERESIS, SIMPLE, ThresholdSettings, gpu_smoother, smooth, smoothing_radius
 
 Region = tuple[slice, slice, slice]
@@ -104,17 +105,20 @@ def _gpu_labeler(kernels, xp) -> Labeler:
 
 
 @dataclass(frozen=True)
-class SlabKernels:
-    """How a slab is smoothed and labelled: on the CPU, or through CUDA kernels (:func:`gpu_slab_kernels`)."""
+class ObjectKernels:
+    """Where a slab is smoothed and labelled and the objects' sums are made: on the CPU, or
+    through CUDA kernels (:func:`gpu_object_kernels`)."""
 
     label: Labeler
     smooth: Smoother
+    sums: BincountSums = CPU_SUMS
 
 
-def gpu_slab_kernels(kernels, xp) -> SlabKernels:
-    """The CUDA smoothing and labelling of ``kernels`` (a :class:`~gpuheadless.gpu.kernels.KernelSet`
-    over ``xp``, CuPy or, in the tests' emulation, NumPy); results equal the CPU's bit for bit."""
-    return SlabKernels(_gpu_labeler(kernels, xp), gpu_smoother(kernels, xp))
+def gpu_object_kernels(kernels, xp) -> ObjectKernels:
+    """The CUDA smoothing, labelling and per-object sums of ``kernels`` (a
+    :class:`~gpuheadless.gpu.kernels.KernelSet` over ``xp``, CuPy or, in the tests' emulation,
+    NumPy); results equal the CPU's bit for bit."""
+    return ObjectKernels(_gpu_labeler(kernels, xp), gpu_smoother(kernels, xp), DeviceSums(kernels, xp))
 
 
 def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -136,7 +140,7 @@ def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, count
 
 
-CPU = SlabKernels(label_equal_values, smooth)
+CPU = ObjectKernels(label_equal_values, smooth)
 
 
 class _ProvisionalStore:
@@ -153,7 +157,7 @@ class _ProvisionalStore:
 
 def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
                  store: _ProvisionalStore, flag_of: Callable[[Region, np.ndarray], np.ndarray] | None = None,
-                 ops: SlabKernels = CPU) -> _Regions:
+                 ops: ObjectKernels = CPU) -> _Regions:
     """Label every slab, record its regions and the pairs touching the previous slab."""
     axis = slab_axis(shape)
     after = math.prod(shape[axis + 1:])  # raster stride of the slab axis
@@ -236,7 +240,7 @@ def _size_ok(settings: ThresholdSettings) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Region, shape: tuple[int, int, int],
-                   settings: ThresholdSettings, ops: SlabKernels) -> np.ndarray:
+                   settings: ThresholdSettings, ops: ObjectKernels) -> np.ndarray:
     """The project's smoothing of the prediction maps over ``region``, read with the halo it needs."""
     axis = slab_axis(shape)
     axes = tuple(a for a in range(3) if shape[a] > 1)
@@ -253,7 +257,7 @@ def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Regi
 
 def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[int, int, int],
                   settings: ThresholdSettings, thickness: int, scratch: h5py.Group | None, name: str,
-                  ops: SlabKernels = CPU) -> ObjectIds:
+                  ops: ObjectKernels = CPU) -> ObjectIds:
     """Threshold and Size Filter (simple or hysteresis) and object ids of one time point, slab by slab.
 
     Parameters
@@ -268,8 +272,8 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
         Where provisional labels go when they do not stay in memory.
     name : str
         A dataset name, unique in ``scratch``.
-    ops : SlabKernels
-        How slabs are smoothed and labelled (the CPU's, or :func:`gpu_slab_kernels`).
+    ops : ObjectKernels
+        How slabs are smoothed and labelled (the CPU's, or :func:`gpu_object_kernels`).
     """
     if settings.method not in (SIMPLE, HYSTERESIS):
         raise ValueError(f"thresholding method {settings.method} (graph cut / IPHT) is not supported yet")
@@ -358,7 +362,7 @@ def label_image_ids(read_labels: Callable[[Region], np.ndarray], shape: tuple[in
 
 
 def segmentation_ids(read_segmentation: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
-                     scratch: h5py.Group | None, name: str, ops: SlabKernels = CPU) -> ObjectIds:
+                     scratch: h5py.Group | None, name: str, ops: ObjectKernels = CPU) -> ObjectIds:
     """Object ids of a segmentation: connected regions of equal non-zero value, slab by slab."""
     store = _ProvisionalStore(shape, scratch, name)
     regions = _label_slabs(read_segmentation, shape, thickness, store, ops=ops)

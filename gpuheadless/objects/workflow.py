@@ -38,7 +38,7 @@ from ..pipeline.export_plan import cutout_bounds
 from ..pipeline.lane import Lane, lane_axes
 from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
-from .labeling import (CPU, ObjectIds, SlabKernels, gpu_slab_kernels, iter_slabs, label_image_ids, segmentation_ids,
+from .labeling import (CPU, ObjectIds, ObjectKernels, gpu_object_kernels, iter_slabs, label_image_ids, segmentation_ids,
                        slab_axis, slab_thickness, threshold_ids)
 from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
 from .project import ObjectProject, read_object_project
@@ -93,7 +93,7 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if unsupported:
         raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
                          f"implemented (only those of {', '.join(PLUGINS)})")
-    ops = _slab_kernels(config)
+    ops = _object_kernels(config)
     if project.forest is None and project.labels:
         project.forest = _train(config, project, ops)
     written, failures = [], []
@@ -109,13 +109,13 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     return written, failures
 
 
-def _slab_kernels(config: RunConfig) -> SlabKernels:
-    """The CUDA smoothing and labelling when the run uses the GPU, else the CPU's."""
+def _object_kernels(config: RunConfig) -> ObjectKernels:
+    """The CUDA smoothing, labelling and object sums when the run uses the GPU, else the CPU's."""
     backend = select_backend(config.device)
-    return gpu_slab_kernels(backend.kernels, backend.xp) if backend.kernels is not None else CPU
+    return gpu_object_kernels(backend.kernels, backend.xp) if backend.kernels is not None else CPU
 
 
-def _train(config: RunConfig, project: ObjectProject, ops: SlabKernels = CPU):
+def _train(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU):
     """A new object classifier from the objects labelled in the project (it stores no forest)."""
     from ..forest.train import train_forest  # noqa: PLC0415
 
@@ -135,7 +135,7 @@ def _train(config: RunConfig, project: ObjectProject, ops: SlabKernels = CPU):
 
 
 def _training_rows(config, project: ObjectProject, raw_path: str, second_path: str, wanted: dict, scratch: str,
-                   ops: SlabKernels = CPU):
+                   ops: ObjectKernels = CPU):
     """(feature rows, classes) of the labelled objects of one training lane."""
     rows, targets = [], []
     try:
@@ -167,7 +167,7 @@ def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
 
 
 def _run_lane(config, options, project: ObjectProject, source: str, raw_path: str, second_path: str,
-              ops: SlabKernels = CPU) -> list[str]:
+              ops: ObjectKernels = CPU) -> list[str]:
     raw = _open(config, raw_path, project)
     second = _open(config, second_path, project)
     try:
@@ -210,7 +210,7 @@ def _scratch(shape_tzyx: tuple[int, ...], budget: float) -> Iterator[h5py.File |
 
 
 def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scratch,
-                ops: SlabKernels = CPU) -> ObjectIds:
+                ops: ObjectKernels = CPU) -> ObjectIds:
     """The object ids of time point ``t``, slab by slab within ``budget``."""
     shape = second.shape[1:4]
     if project.variant in ("prediction", "pixel"):
@@ -230,11 +230,11 @@ def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scr
 
 
 def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget: float, scratch,
-                ops: SlabKernels = CPU, classify: bool = True):
+                ops: ObjectKernels = CPU, classify: bool = True):
     """(ids, probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
     ids = _object_ids(project, second, t, budget, scratch, ops)
     features = object_features(lambda region: raw.read(t, region), ids, project.selected, project.margins,
-                               raw.n_channels, budget)
+                               raw.n_channels, budget, ops.sums)
     if not classify:
         return ids, None, features
     matrix = feature_matrix(features, project.selected)

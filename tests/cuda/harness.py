@@ -44,13 +44,13 @@ def _launcher(kernels: dict[str, list[tuple[str, str]]]) -> str:
         decl = ", ".join(f"{t} {n}" for t, n in params)
         call = ", ".join(n for _, n in params)
         lines.append(f"""
-extern "C" void launch_{name}(unsigned grid, unsigned block, const long long *order, {decl})
+extern "C" void launch_{name}(unsigned grid, unsigned block, const long long *launch_order_, {decl})
 {{
     gridDim.x = grid;
     blockDim.x = block;
     const long long total = (long long)grid * block;
     for (long long t = 0; t < total; ++t) {{
-        const long long id = order ? order[t] : t;
+        const long long id = launch_order_ ? launch_order_[t] : t;
         blockIdx.x = (unsigned)(id / block);
         threadIdx.x = (unsigned)(id % block);
         {name}({call});
