@@ -116,9 +116,13 @@ class ExportTransform:
         return tuple(np.array(self.normalize[2:], dtype=np.float64).astype(self.dtype).tolist())
 
 
-def make_transform(source: str, export_dtype: str | None, in_range, out_range) -> ExportTransform:
-    """Build the transform from ``--export_dtype``, ``--pipeline_result_drange`` and ``--export_drange``."""
-    src = source_dtype(source)
+def make_transform(source: str, export_dtype: str | None, in_range, out_range,
+                   computed_dtype: np.dtype | None = None) -> ExportTransform:
+    """Build the transform from ``--export_dtype``, ``--pipeline_result_drange`` and ``--export_drange``.
+
+    ``computed_dtype`` is the source's own type where :func:`source_dtype` does not know the source
+    (the Object Classification images)."""
+    src = np.dtype(computed_dtype) if computed_dtype is not None else source_dtype(source)
     if export_dtype is not None and export_dtype not in EXPORT_DTYPES:
         raise UsageError(f"--export_dtype: expected one of {', '.join(EXPORT_DTYPES[:8])}, got {export_dtype!r}")
     dtype = np.dtype(export_dtype) if export_dtype else src

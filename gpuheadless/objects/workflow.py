@@ -27,7 +27,7 @@ import numpy as np
 from ..config import RunConfig
 from ..errors import UsageError, UserError
 from ..backend import select_backend
-from ..export import EXPORT_DTYPES, ExportTransform, output_axes
+from ..export import ExportTransform, make_transform, output_axes
 from ..io import formats
 from ..io.naming import format_known, replace_extension
 from ..io.stacks import open_input
@@ -285,13 +285,9 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
     channels = project.n_classes if source.endswith("Probabilities") else 1
     source_dtype = np.dtype(np.uint32 if source == "Object Identities" else np.uint8 if source.endswith("Predictions")
                             else np.float32)
-    if opts.export_dtype is not None and opts.export_dtype not in EXPORT_DTYPES:
-        raise UsageError(f"--export_dtype: expected one of {', '.join(EXPORT_DTYPES[:8])}, got {opts.export_dtype!r}")
-    dtype = np.dtype(opts.export_dtype) if opts.export_dtype else source_dtype
-    if opts.export_drange is not None and opts.pipeline_result_drange is None:
-        raise UsageError("Cannot renormalize to custom export_drange without a specified pipeline_result_drange.")
-    normalize = tuple(opts.pipeline_result_drange) + tuple(opts.export_drange) if opts.export_drange else None
-    transform = ExportTransform(source_dtype, dtype, normalize)
+    transform = make_transform(source, opts.export_dtype, opts.pipeline_result_drange, opts.export_drange,
+                               source_dtype)
+    dtype, normalize = transform.dtype, transform.normalize
     if source == "Object Identities" and normalize is None and dtype.kind in "iu":
         most = max((r[0].n_objects for r in results), default=0)
         if most > np.iinfo(dtype).max:
