@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -322,7 +322,6 @@ class SkeletonFeatures:
     center: tuple[int, int] = (0, 0)
     terminal1: tuple[int, int] = (0, 0)
     terminal2: tuple[int, int] = (0, 0)
-    pixels: list = field(default_factory=list)
 
 
 def _raw_skeleton(mask: np.ndarray, origin: tuple[int, int], image_shape: tuple[int, int]):
@@ -559,7 +558,6 @@ def object_skeleton(mask: np.ndarray, origin: tuple[int, int], image_shape: tupl
     result.center = center
     result.terminal1, result.terminal2 = line[0], line[-1]
     result.euclidean_diameter = math.hypot(line[-1][0] - line[0][0], line[-1][1] - line[0][1])
-    result.pixels = pixels
     return result
 
 
