@@ -368,3 +368,18 @@ def test_stored_object_probabilities_of_the_2d_projects_are_reproduced(stem, dat
             _, first = np.unique(flat_ids, return_index=True)
             ours = probabilities[t].reshape(-1, probabilities.shape[-1])[first[1:]]
             np.testing.assert_array_equal(ours, reference[1:])
+
+
+def test_hdf5_table_with_the_whole_raw_image(data, tmp_path, capsys, project_copy):
+    import pickle
+
+    project = project_copy("ObjectClassification5t3d2c_wPred.ilp")
+    settings = ({"file type": "h5", "file path": str(tmp_path / "table.h5"), "include raw": True, "margin": 0}, [])
+    with h5py.File(project, "a") as f:
+        del f["ObjectClassification/ExportSettings"]
+        f["ObjectClassification/ExportSettings"] = np.void(pickle.dumps(settings, protocol=0))
+    code, err = _run(data, tmp_path, capsys, "--table_only", project=project)
+    assert code == 0, err
+    with h5py.File(tmp_path / "table.h5", "r") as f, h5py.File(data / "inputs/5t3d2c.h5", "r") as raw:
+        np.testing.assert_array_equal(f["images/raw"][()], raw["data"][()].astype(np.float32))
+        assert "raw" not in f["images/0"] and f["images/0/labeling"][()].sum() == f["table"]["Size in pixels"][0]

@@ -131,8 +131,7 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
             f.create_dataset("table", data=table, **{k: v for k, v in compression.items() if k in ("compression", "compression_opts")})
             spatial = [a for a in "zyx" if raw.shape["tzyx".index(a)] > 1]
             if settings.get("include raw"):
-                image = np.squeeze(np.stack([raw.read(t, (slice(None),) * 3) for t in range(raw.shape[0])]))
-                f.create_dataset("images/raw", data=image).attrs["type"] = "image"
+                _write_whole_raw(f, raw)
             for i, (t, oid) in enumerate(where):
                 ids = results[t][0]
                 region = tuple(slice(max(int(a) - margin, 0), min(int(b) + margin, n))
@@ -150,3 +149,19 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
     os.replace(tmp, path)
     log.info("Wrote the object table %s (%d objects)", path, len(where))
     return path
+
+
+def _write_whole_raw(f, raw: Lane, slab_bytes: float = 64 * 2**20) -> None:
+    """``images/raw``: the whole raw image (singleton axes dropped), written slab by slab."""
+    from .labeling import iter_slabs, slab_thickness  # noqa: PLC0415
+
+    full = tuple(raw.shape[:4]) + (raw.n_channels,)
+    keep = [i for i, n in enumerate(full) if n > 1]
+    dataset = f.create_dataset("images/raw", shape=tuple(full[i] for i in keep), dtype=np.float32)
+    dataset.attrs["type"] = "image"
+    spatial = tuple(raw.shape[1:4])
+    for t in range(full[0]):
+        for region in iter_slabs(spatial, slab_thickness(spatial, 8.0 * full[4], slab_bytes)):
+            block = raw.read(t, region)[None]
+            index = (slice(t, t + 1),) + tuple(region) + (slice(None),)
+            dataset[tuple(index[i] for i in keep)] = block.reshape([block.shape[i] for i in keep])
