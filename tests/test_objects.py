@@ -383,3 +383,10 @@ def test_hdf5_table_with_the_whole_raw_image(data, tmp_path, capsys, project_cop
     with h5py.File(tmp_path / "table.h5", "r") as f, h5py.File(data / "inputs/5t3d2c.h5", "r") as raw:
         np.testing.assert_array_equal(f["images/raw"][()], raw["data"][()].astype(np.float32))
         assert "raw" not in f["images/0"] and f["images/0/labeling"][()].sum() == f["table"]["Size in pixels"][0]
+
+
+def test_cluster_flags_are_said_to_apply_to_pixel_classification_only(data, tmp_path, capsys):
+    code, err = _run(data, tmp_path, capsys, "--scheduler=local:2", "--export_source=Object Identities")
+    assert code == 0, err
+    assert "--scheduler applies to Pixel Classification" in err
+    assert (tmp_path / "5t3d2c-data_Object Identities.h5").is_file()

@@ -75,6 +75,10 @@ def resolve_object_source(name: str | None, variant: str = "prediction") -> str:
 def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[str], list[str]]:
     """Export every lane; returns (written files, failures)."""
     project = read_object_project(config.project)
+    for flag, value in (("--scheduler", config.scheduler), ("--resume", config.resume)):
+        if value:
+            log.warning("%s applies to Pixel Classification; this Object Classification run stays in this process",
+                        flag)
     source = resolve_object_source(config.export.source if config.export.source != "Probabilities" else None,
                                    project.variant)
     if project.variant == "pixel":
