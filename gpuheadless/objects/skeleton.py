@@ -36,6 +36,7 @@ NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 
 BACKWARD = NEIGHBOURS[:4]
 RELATIVE_PRUNING = 0.2
 _CUT = 0.5 * 1.7976931348623157e308  # vigra's weight of a missing step
+_DIAGONAL = math.sqrt(2.0)
 MIN_SALIENCE_LENGTH = 4.0  # shorter branches are boundary staircase noise
 
 
@@ -237,8 +238,19 @@ class _SkeletonGraph:
         self.width, self.height = image_shape[1], image_shape[0]
         self.low = (min(p[0] for p in pixels), min(p[1] for p in pixels))
         self.high = (max(p[0] for p in pixels), max(p[1] for p in pixels))
-        self.removed: set = set()
+        self.removed: set = set()  # cut steps, both directions
         self.predecessor: dict = {}
+        self._around: dict = {}
+
+    def steps(self, p) -> list:
+        """(neighbour, step length, neighbour in the skeleton, neighbour in the skeleton's box) per
+        neighbour of ``p`` in the image, in vigra's order (cached: the search visits pixels often)."""
+        found = self._around.get(p)
+        if found is None:
+            found = [(q, 1.0 if q[0] == p[0] or q[1] == p[1] else _DIAGONAL, q in self.pixels, self._in_box(q))
+                     for q in self.neighbours(p)]
+            self._around[p] = found
+        return found
 
     def neighbours(self, p, steps=NEIGHBOURS):
         x, y = p
@@ -251,10 +263,11 @@ class _SkeletonGraph:
         return self.low[0] <= p[0] <= self.high[0] and self.low[1] <= p[1] <= self.high[1]
 
     def linked(self, p, q) -> bool:
-        return p in self.pixels and q in self.pixels and (min(p, q), max(p, q)) not in self.removed
+        return p in self.pixels and q in self.pixels and (p, q) not in self.removed
 
     def cut(self, p, q) -> None:
-        self.removed.add((min(p, q), max(p, q)))
+        self.removed.add((p, q))
+        self.removed.add((q, p))
 
     def shortest_paths(self, source, target=None, unbounded: bool = False) -> list:
         """Settle nodes from ``source`` until ``target`` (or all); returns them in order and leaves
@@ -274,14 +287,14 @@ class _SkeletonGraph:
             order.append(top)
             if top == target:
                 break
-            for q in self.neighbours(top):
-                if not self.linked(top, q):
-                    if unbounded and q not in queue and q not in predecessor and self._in_box(q):
+            removed = self.removed
+            for q, step, in_skeleton, in_box in self.steps(top):
+                if not in_skeleton or (top, q) in removed:
+                    if unbounded and in_box and q not in queue and q not in predecessor:
                         queue.push(q, distance[top] + _CUT)
                         distance[q] = distance[top] + _CUT
                         predecessor[q] = top
                     continue
-                step = 1.0 if top[0] == q[0] or top[1] == q[1] else math.sqrt(2.0)
                 candidate = distance[top] + step
                 if q in queue:
                     if candidate < distance[q]:
