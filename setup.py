@@ -1,4 +1,5 @@
-"""Build hook for the compiled pieces: CPU forest inference, fastfilters-exact filters and 3x3 eigenvalues.
+"""Build hook for the compiled pieces: CPU forest inference, fastfilters-exact filters, 3x3 eigenvalues
+and the 2D skeleton features.
 
 Everything else is declared in pyproject.toml.
 """
@@ -34,6 +35,11 @@ setup(
         Extension(
             "gpuheadless.features._cfilters",
             sources=["gpuheadless/features/_cfilters.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+        ),
+        Extension(
+            "gpuheadless.objects._cskeleton",
+            sources=["gpuheadless/objects/_cskeleton.c"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
         ),
         Extension(

@@ -390,3 +390,29 @@ def test_cluster_flags_are_said_to_apply_to_pixel_classification_only(data, tmp_
     assert code == 0, err
     assert "--scheduler applies to Pixel Classification" in err
     assert (tmp_path / "5t3d2c-data_Object Identities.h5").is_file()
+
+
+def test_compiled_skeleton_equals_the_python_reference(data):
+    """The C extension against the readable Python implementation: every value of every object."""
+    from scipy import ndimage
+
+    from gpuheadless.objects.skeleton import object_skeleton, skeleton_features
+
+    rng = np.random.default_rng(0)
+    planes = []
+    with h5py.File(data / "projects/ObjectClassification2d_wSeg.ilp", "r") as f:  # single pixels and lines too
+        planes.append(f["ObjectExtraction/LabelImage_v2/labelimage000/block0000"][0, :, :, 0, 0][:, :, None])
+    for _ in range(8):  # random shapes with holes, touching the image border
+        height, width = rng.integers(20, 120, 2)
+        noise = ndimage.gaussian_filter(rng.random((height, width)), rng.uniform(0.5, 4))
+        holes = ndimage.gaussian_filter(rng.random((height, width)), 1.0)
+        mask = (noise > np.quantile(noise, rng.uniform(0.3, 0.9))) & ~(holes > np.quantile(holes, 0.97))
+        planes.append(ndimage.label(mask)[0].T[:, :, None].astype(np.uint32))
+    objects = 0
+    for labels in planes:
+        compiled = skeleton_features(labels, compute=None)
+        reference = skeleton_features(labels, compute=object_skeleton)
+        for name in compiled:
+            np.testing.assert_array_equal(compiled[name], reference[name], err_msg=name)
+        objects += len(compiled["Diameter"]) - 1
+    assert objects > 300

@@ -17,6 +17,9 @@ For each object of a 2D label image, in the object's box widened by one pixel:
 Ties are broken the way vigra breaks them (scan order, vigra's neighbour order, an indexed binary
 heap for the shortest paths), because they decide which of two equally long paths is taken.
 Coordinates are (x, y) pixel indices of the whole image.
+
+This module is the readable reference; ``_cskeleton.c`` does the same in C (used by default) and
+the tests check both give identical values.
 """
 from __future__ import annotations
 
@@ -423,11 +426,16 @@ def _thin(marked: set, squared: dict, image_shape: tuple[int, int]) -> set:
     return marked
 
 
+def _norm(dx: float, dy: float) -> float:
+    """vigra's norm: the square root of the squared norm."""
+    return math.sqrt(dx * dx + dy * dy)
+
+
 def _arc_length_middle(line: list) -> int:
     """Index of the point half way along the polyline (rounded)."""
     lengths = [0.0]
     for a, b in zip(line, line[1:]):
-        lengths.append(lengths[-1] + math.hypot(b[0] - a[0], b[1] - a[1]))
+        lengths.append(lengths[-1] + _norm(b[0] - a[0], b[1] - a[1]))
     if len(line) == 1:
         return 0
     target = 0.5 * lengths[-1]
@@ -490,7 +498,7 @@ def object_skeleton(mask: np.ndarray, origin: tuple[int, int], image_shape: tupl
             if n1.principal_child is None or node(p).principal_child is None:
                 continue  # may close a loop: decided below
             graph.cut(p1, p)
-        length = n1.length + math.hypot(p1[0] - p2[0], p1[1] - p2[1])
+        length = n1.length + _norm(p1[0] - p2[0], p1[1] - p2[1])
         if n2.length < length:
             n2.length = length
             n2.principal_child = p1
@@ -506,7 +514,7 @@ def object_skeleton(mask: np.ndarray, origin: tuple[int, int], image_shape: tupl
             n1.length = n2.length
             n1.salience = n2.salience
         else:
-            n1.length += math.hypot(p2[0] - p1[0], p2[1] - p1[1])
+            n1.length += _norm(p2[0] - p1[0], p2[1] - p1[1])
         n1.partial_area = n2.partial_area + (p1[0] * p2[1] - p1[1] * p2[0])
     nodes[center].is_loop = True
     inside_mask = mask.tolist()
@@ -563,24 +571,47 @@ def object_skeleton(mask: np.ndarray, origin: tuple[int, int], image_shape: tupl
             branches += 1
             branch_length += n1.length
             total_length += n1.length
-    result.diameter = sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in zip(line, line[1:]))
+    diameter = 0.0
+    for a, b in zip(line, line[1:]):  # plain accumulation (Python >= 3.12's sum() compensates)
+        diameter += _norm(b[0] - a[0], b[1] - a[1])
+    result.diameter = diameter
     result.total_length = total_length
     result.average_length = branch_length / branches if branches else 0.0
     result.branch_count = branches
     result.hole_count = holes
     result.center = center
     result.terminal1, result.terminal2 = line[0], line[-1]
-    result.euclidean_diameter = math.hypot(line[-1][0] - line[0][0], line[-1][1] - line[0][1])
+    result.euclidean_diameter = _norm(line[-1][0] - line[0][0], line[-1][1] - line[0][1])
     return result
 
 
-def skeleton_features(labels: np.ndarray, names=NAMES, origin=(0, 0), image_shape: tuple[int, int] | None = None
-                      ) -> dict[str, np.ndarray]:
+def _compiled_skeleton(mask: np.ndarray, origin: tuple[int, int], image_shape: tuple[int, int]) -> SkeletonFeatures:
+    """:func:`object_skeleton` by the C extension (same values, about 50 times faster)."""
+    from . import _cskeleton  # noqa: PLC0415
+
+    global _TABLE_SET
+    if not _TABLE_SET:
+        _cskeleton.set_removable(bytes(REMOVABLE))
+        _TABLE_SET = True
+    height, width = mask.shape
+    values = _cskeleton.skeleton(np.ascontiguousarray(mask, dtype=np.uint8).tobytes(), width, height, int(origin[0]),
+                                 int(origin[1]), int(image_shape[1]), int(image_shape[0]))
+    diameter, euclidean, total, average, branches, holes, cx, cy, t1x, t1y, t2x, t2y, _ = values
+    return SkeletonFeatures(diameter, euclidean, total, average, branches, holes, (cx, cy), (t1x, t1y), (t2x, t2y))
+
+
+_TABLE_SET = False
+
+
+def skeleton_features(labels: np.ndarray, names=NAMES, origin=(0, 0), image_shape: tuple[int, int] | None = None,
+                      compute=None) -> dict[str, np.ndarray]:
     """The selected skeleton features of objects 1..n of a 2D label image (X, Y, 1), float32 tables.
 
     ``origin`` (x, y) and ``image_shape`` (Y, X) place a crop holding whole objects (and the pixel
-    around each) in the time point's image.
+    around each) in the time point's image. ``compute`` is the per-object function: the compiled
+    one by default, :func:`object_skeleton` (the Python reference) in the tests.
     """
+    compute = compute or _compiled_skeleton
     plane = np.ascontiguousarray(labels[:, :, 0].T)  # (Y, X)
     image_shape = image_shape or plane.shape
     n = int(plane.max()) if plane.size else 0
@@ -591,7 +622,7 @@ def skeleton_features(labels: np.ndarray, names=NAMES, origin=(0, 0), image_shap
             continue
         y0, x0 = max(box[0].start - 1, 0), max(box[1].start - 1, 0)
         y1, x1 = min(box[0].stop + 1, plane.shape[0]), min(box[1].stop + 1, plane.shape[1])
-        found = object_skeleton(plane[y0:y1, x0:x1] == i, (x0 + origin[0], y0 + origin[1]), image_shape)
+        found = compute(plane[y0:y1, x0:x1] == i, (x0 + origin[0], y0 + origin[1]), image_shape)
         for name, value in (("Diameter", found.diameter), ("Euclidean Diameter", found.euclidean_diameter),
                             ("Total Length", found.total_length), ("Average Length", found.average_length),
                             ("Branch Count", found.branch_count), ("Hole Count", found.hole_count),
