@@ -74,8 +74,6 @@ def predict(
     if workflow_variant(config.project):
         from .objects.workflow import ObjectOptions, run_object_batch  # noqa: PLC0415
 
-        if export_source == "Probabilities":
-            config.export.source = "Object Predictions"
         second = list(prediction_maps or segmentation_image or label_image)
         written, failures = run_object_batch(config, ObjectOptions(second_inputs=second, table_filename=table_filename))
     else:

@@ -8,8 +8,8 @@ import pytest
 from scipy import ndimage
 
 from gpuheadless.objects.labeling import label_image_ids, segmentation_ids, threshold_ids
-from gpuheadless.objects.threshold import ThresholdSettings, object_ids, threshold
-from gpuheadless.objects.workflow import _relabel_consecutive
+from gpuheadless.objects.threshold import ThresholdSettings
+from object_reference import object_ids, relabel_consecutive, threshold
 
 WHOLE = (slice(None),) * 3
 
@@ -45,7 +45,7 @@ def test_slab_segmentation_and_label_images_equal_the_whole_image(shape):
     segmentation = (maps[..., 0] > 0.5).astype(np.uint8) + (maps[..., 1] > 0.55)  # touching 1- and 2-regions
     reference = object_ids(segmentation)
     labels = np.random.default_rng(2).integers(0, 2**40, size=20).astype(np.uint64)[reference % 20] * (reference > 0)
-    relabelled = _relabel_consecutive(labels)
+    relabelled = relabel_consecutive(labels)
     for thickness in (1, 3, 1000):
         np.testing.assert_array_equal(segmentation_ids(lambda r: segmentation[r], shape, thickness, None, "s").read(WHOLE),
                                       reference)

@@ -252,14 +252,16 @@ def test_hdf5_object_table(data, tmp_path, capsys):
 
 
 def test_label_image_ids_follow_first_occurrence_and_equal_values_form_objects():
-    from gpuheadless.objects.threshold import object_ids
-    from gpuheadless.objects.workflow import _relabel_consecutive
+    from gpuheadless.objects.labeling import label_image_ids, segmentation_ids
 
+    whole = (slice(None),) * 3
     labels = np.array([[[5, 5, 0], [0, 9, 3]], [[3, 0, 7], [9, 9, 9]]], dtype=np.uint16)
-    np.testing.assert_array_equal(_relabel_consecutive(labels), [[[1, 1, 0], [0, 2, 3]], [[3, 0, 4], [2, 2, 2]]])
+    relabelled = label_image_ids(lambda region: labels[region], labels.shape, 1).read(whole)
+    np.testing.assert_array_equal(relabelled, [[[1, 1, 0], [0, 2, 3]], [[3, 0, 4], [2, 2, 2]]])
     # A binary image with values 1 and 2: touching regions of different values are separate objects.
     segmentation = np.array([[[1, 1, 2, 0, 2]]], dtype=np.uint8)
-    np.testing.assert_array_equal(object_ids(segmentation), [[[1, 1, 2, 0, 3]]])
+    ids = segmentation_ids(lambda region: segmentation[region], segmentation.shape, 1, None, "s").read(whole)
+    np.testing.assert_array_equal(ids, [[[1, 1, 2, 0, 3]]])
 
 
 def test_python_api_runs_object_projects(data, tmp_path):

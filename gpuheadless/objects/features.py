@@ -61,22 +61,37 @@ class DeviceSums(BincountSums):
     def __init__(self, kernels, xp) -> None:
         self._kernels = kernels
         self._xp = xp
+        # The standard features ask twice per array (sums, then centred sums) with the same object
+        # index: keep the last index's runs and the last arrays on the device instead of redoing them.
+        self._runs_of: tuple = (None, None)
+        self._uploaded: list[tuple] = []  # (host array, device copy): the intensities and the coordinates
 
-    def _runs(self, index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(index, kind="stable")  # each object's pixels stay in raster order
-        starts = np.searchsorted(index[order], np.arange(n + 2))
-        return order, starts
+    def _runs(self, index: np.ndarray, n: int):
+        """The pixel order grouped by object (raster order within each) and each object's start, on the device."""
+        if self._runs_of[0] is not index:
+            order = np.argsort(index, kind="stable")
+            starts = np.searchsorted(index[order], np.arange(n + 2))
+            self._runs_of = (index, (self._xp.asarray(order), self._xp.asarray(starts)))
+        return self._runs_of[1]
 
     def _host(self, array):
         return array.get() if hasattr(array, "get") else np.asarray(array)
 
+    def _upload(self, columns: np.ndarray):
+        for host, device in self._uploaded:
+            if host is columns:
+                return device
+        device = self._xp.asarray(columns)
+        self._uploaded = self._uploaded[-1:] + [(columns, device)]
+        return device
+
     def sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
         order, starts = self._runs(index, n)
-        return self._host(self._kernels.object_sums(self._xp.asarray(columns), order, starts))
+        return self._host(self._kernels.object_sums(self._upload(columns), order, starts))
 
     def centred_sums(self, columns, index, n, centre, powers, pairs):
         order, starts = self._runs(index, n)
-        power_sums, pair_sums = self._kernels.object_centred_sums(self._xp.asarray(columns), order, starts, centre,
+        power_sums, pair_sums = self._kernels.object_centred_sums(self._upload(columns), order, starts, centre,
                                                                   powers, list(pairs))
         power_sums = self._host(power_sums)
         moments = {k: power_sums[:, k - 2] for k in (2, 3, 4)} if powers else {}

@@ -83,23 +83,27 @@ def slab_thickness(shape: tuple[int, int, int], bytes_per_voxel: float, budget: 
     return max(1, min(shape[axis], int(budget // max(plane, 1.0))))
 
 
-Labeler = Callable[[np.ndarray], tuple[np.ndarray, int]]
+Labeler = Callable[[np.ndarray], tuple[np.ndarray, int]]  # a slab (host or device) -> host labels, count
 Smoother = Callable[..., np.ndarray]
+
+
+def _on_host(array) -> np.ndarray:
+    """A NumPy array of ``array`` (a CuPy array is copied from the device)."""
+    return array.get() if hasattr(array, "get") else array
 
 
 def _gpu_labeler(kernels, xp) -> Labeler:
     """:func:`label_equal_values` through the CUDA union-find kernels; integer values only
     (others go to the CPU)."""
 
-    def label(values: np.ndarray) -> tuple[np.ndarray, int]:
+    def label(values) -> tuple[np.ndarray, int]:
         if values.dtype.kind not in "biu":
-            return label_equal_values(values)
+            return label_equal_values(_on_host(values))
         roots = kernels.label_roots(xp.asarray(values))
         found, labels = xp.unique(roots.reshape(-1), return_inverse=True)  # -1 (background) sorts first
         background = bool(found.size) and int(found[0]) < 0
         labels = labels.reshape(values.shape).astype(xp.int64) + (0 if background else 1)
-        labels = labels.get() if hasattr(labels, "get") else np.asarray(labels)
-        return labels, int(found.size) - int(background)
+        return _on_host(labels), int(found.size) - int(background)
 
     return label
 
@@ -185,11 +189,11 @@ def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, 
         global_labels = np.where(labels > 0, labels + total, 0)
         store.data[region] = global_labels
         head = np.take(global_labels, 0, axis=axis)
-        head_values = np.take(values, 0, axis=axis)
+        head_values = _on_host(values.take(0, axis=axis))
         if previous is not None:
             touching = (previous[0] > 0) & (head > 0) & (previous[1] == head_values)
             pairs.append(np.stack([previous[0][touching], head[touching]], axis=1))
-        previous = (np.take(global_labels, -1, axis=axis), np.take(values, -1, axis=axis))
+        previous = (np.take(global_labels, -1, axis=axis), _on_host(values.take(-1, axis=axis)))
         total += found
     return _Regions(np.concatenate(first), np.concatenate(count), np.concatenate(low), np.concatenate(high),
                     np.concatenate(flag), pairs)

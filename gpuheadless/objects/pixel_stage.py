@@ -55,13 +55,13 @@ def probabilities_for_objects(config: RunConfig, raw_path: str, directory: str) 
     return f"{target}/{TEMPORARY_DATASET}"
 
 
-def export_pixel_image(config: RunConfig, source: str, raw_path: str, default_pattern: str) -> str:
-    """Export ``Pixel Probabilities`` or ``Simple Segmentation`` of one input with the run's export options.
+def export_pixel_image(config: RunConfig, source: str, raw_path: str, pattern: str) -> str:
+    """Export ``Pixel Probabilities`` or ``Simple Segmentation`` of one input with the run's export
+    options, to the object images' file name ``pattern``.
 
     ``{result_type}`` in the file name is the Object Classification export name (``Pixel
     Probabilities``), as ilastik names it in this workflow.
     """
-    pattern = config.export.output_filename_format or default_pattern
     export = dataclasses.replace(config.export, source=PIXEL_SOURCES[source],
                                  output_filename_format=pattern.replace("{result_type}", source))
     return _run(_pixel_config(config, raw_path, export))

@@ -81,11 +81,12 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
                         flag)
     source = resolve_object_source(config.export.source if config.export.source != "Probabilities" else None,
                                    project.variant)
+    second_inputs = options.second_inputs
     if project.variant == "pixel":
-        if options.second_inputs:
+        if second_inputs:
             raise UsageError("this project computes its pixel probabilities itself: give --raw_data only")
-        options.second_inputs = [""] * len(config.inputs)
-    elif len(options.second_inputs) != len(config.inputs):
+        second_inputs = [""] * len(config.inputs)  # the pixel stage makes them, lane by lane
+    elif len(second_inputs) != len(config.inputs):
         raise UsageError(f"give one {SECOND_ROLE[project.variant]} input per --raw_data input (got "
                          f"{len(options.second_inputs)} for {len(config.inputs)})")
     if options.table_only and not (options.table_filename or (project.table_settings or {}).get("file path")):
@@ -102,7 +103,7 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
         project.forest = _train(config, project, ops)
     written, failures = [], []
     with tempfile.TemporaryDirectory(prefix="gpuheadless-pixel-") as scratch:
-        for raw_path, second_path in zip(config.inputs, options.second_inputs):
+        for raw_path, second_path in zip(config.inputs, second_inputs):
             try:
                 if project.variant == "pixel":
                     second_path = probabilities_for_objects(config, raw_path, scratch)
@@ -244,17 +245,6 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget:
     matrix = feature_matrix(features, project.selected)
     probabilities = object_probabilities(project.forest, matrix, project.n_classes)
     return ids, probabilities, features
-
-
-def _relabel_consecutive(labels: np.ndarray) -> np.ndarray:
-    """Label-image variant: ids 1..n in raster order of first occurrence, 0 kept."""
-    values, first, inverse = np.unique(labels.reshape(-1), return_index=True, return_inverse=True)
-    rank = np.empty(len(values), dtype=np.uint32)
-    order = np.argsort(first, kind="stable")
-    nonzero = values[order] != 0
-    rank[order[nonzero]] = np.arange(1, int(nonzero.sum()) + 1, dtype=np.uint32)
-    rank[values == 0] = 0
-    return rank[inverse].reshape(labels.shape)
 
 
 def _image(source: str, ids: np.ndarray, probabilities: np.ndarray, classified: bool) -> np.ndarray:
