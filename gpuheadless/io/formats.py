@@ -57,8 +57,6 @@ VOLUME_FORMATS = {
     "zarr": "zarr", "ome-zarr": "zarr", "single-scale OME-Zarr": "zarr", "multi-scale OME-Zarr": "zarr",
 }
 ZARR_FORMATS = ("zarr", "ome-zarr", "single-scale OME-Zarr", "multi-scale OME-Zarr")
-# Formats whose blocks distributed workers write themselves, chunk by chunk.
-PARALLEL_WRITE_FORMATS = ZARR_FORMATS
 
 REFUSED_FORMATS = {
     "dvid": "writes to a DVID server, which gpuheadless does not support; use hdf5 and import it",

@@ -13,9 +13,6 @@ from scipy import ndimage
 
 from .eigensystem import symmetric_eigensystem
 
-STANDARD = ("Count", "Sum", "Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Covariance",
-            "PrincipalAxes", "Histogram", "Quantiles", "RegionCenter", "RegionRadii", "RegionAxes", "Coord<Minimum>",
-            "Coord<Maximum>")
 LOCAL = ("Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Sum", "Covariance", "Histogram")
 BINS = 64
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
