@@ -1,7 +1,7 @@
 """Benchmark: throughput and memory of gpuheadless against ilastik and the usual alternative.
 
 One command regenerates the inputs of ../shared/data/ilastik/BENCH.md (checksums verified) and
-runs, one after the other, on the same full-feature projects and images:
+runs side by side, in turn within each round, on the same full-feature projects and images:
 
 * gpuheadless on the CPU, and on the GPU when one is usable;
 * the do-it-yourself alternative: scikit-image ``multiscale_basic_features`` + scikit-learn
@@ -10,8 +10,9 @@ runs, one after the other, on the same full-feature projects and images:
 
 Cases: 2D 2048x2048 and 3D 256^3, plus a sweep of 2D sizes. Every run is a fresh process with
 ``LAZYFLOW_THREADS=2`` and ``LAZYFLOW_TOTAL_RAM_MB=512`` (ilastik's best configuration in
-BENCH.md); the median of ``--repeat`` runs after one warm-up is reported with Mvox/s, peak RSS
-and the split between reading, features, forest and writing. Results go to the terminal and to
+BENCH.md); the median of ``--repeat`` rounds after one warm-up round is reported with Mvox/s,
+peak RSS, the speed-up over live ilastik and the split between reading, features, forest and
+writing. Without live ilastik, BENCH.md's figures (another machine) are shown and marked so. Results go to the terminal and to
 bench/results/ as JSON, Markdown and a PNG plot.
 
     python bench/run.py [--repeat 3] [--skip-3d] [--skip-sweep] [--systems gpuheadless-cpu diy]
@@ -62,8 +63,21 @@ def _gpu_reason() -> str:
     return ""
 
 
+def _project_copy(case: str, out_dir: str) -> str:
+    """The case's project copied beside ``inputdata`` (its training data), as ilastik needs to open it."""
+    import shutil
+
+    project = os.path.join(out_dir, PROJECTS[case])
+    if not os.path.exists(project):
+        shutil.copyfile(os.path.join(DATA, "projects", PROJECTS[case]), project)
+    link = os.path.join(out_dir, "inputdata")
+    if not os.path.lexists(link):
+        os.symlink(os.path.join(DATA, "inputs"), link)
+    return project
+
+
 def _commands(system: str, case: str, image: str, out_dir: str) -> list[str] | None:
-    project = os.path.join(DATA, "projects", PROJECTS[case])
+    project = _project_copy(case, out_dir)
     if system.startswith("gpuheadless"):
         device = "gpu" if system.endswith("gpu") else "cpu"
         return [sys.executable, "-m", "gpuheadless", "--headless", f"--project={project}", "--export_source=Probabilities",
@@ -78,12 +92,7 @@ def _commands(system: str, case: str, image: str, out_dir: str) -> list[str] | N
     raise ValueError(system)
 
 
-def run(system: str, case: str, image: str, voxels: int, repeat: int) -> dict:
-    """Warm-up plus ``repeat`` measured runs; the median figures."""
-    env = dict(os.environ, **ENV)
-    with tempfile.TemporaryDirectory() as out_dir:
-        cmd = _commands(system, case, image, out_dir)
-        runs = [measure(cmd, env) for _ in range(repeat + 1)][1:]
+def _median_row(system: str, case: str, voxels: int, runs: list[dict]) -> dict:
     failed = [r for r in runs if r["returncode"] != 0]
     if failed:
         return {"system": system, "case": case, "voxels": voxels, "error": failed[0]["stderr"].strip().splitlines()[-1:]}
@@ -96,25 +105,60 @@ def run(system: str, case: str, image: str, voxels: int, repeat: int) -> dict:
             stages.setdefault("first block", []).append(float(seconds))
     return {
         "system": system, "case": case, "voxels": voxels, "wall_s": wall, "mvox_s": voxels / wall / 1e6,
-        "peak_mib": max(r["peak_mib"] for r in runs), "runs": [r["wall_s"] for r in runs],
+        "peak_mib": statistics.median(r["peak_mib"] for r in runs), "runs": [r["wall_s"] for r in runs],
         "stages_s": {k: statistics.median(v) for k, v in stages.items()},
     }
 
 
+def run(systems: list[str], case: str, image: str, voxels: int, repeat: int) -> list[dict]:
+    """One warm-up round plus ``repeat`` measured rounds, the systems in turn within each round.
+
+    Interleaving keeps the comparison fair when the machine's speed drifts. Returns the median
+    figures of each system.
+    """
+    env = dict(os.environ, **ENV)
+    runs: dict[str, list[dict]] = {s: [] for s in systems}
+    with tempfile.TemporaryDirectory() as out_dir:
+        commands = {s: _commands(s, case, image, out_dir) for s in systems}
+        for round_index in range(repeat + 1):
+            for system in systems:
+                result = measure(commands[system], env)
+                if round_index:
+                    runs[system].append(result)
+    return [_median_row(s, case, voxels, runs[s]) for s in systems]
+
+
+def processor() -> str:
+    """The processor's model name, as the kernel reports it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _table(rows: list[dict]) -> list[str]:
-    lines = ["| system | case | voxels | wall s (median) | Mvox/s | peak RSS MiB | read / features / forest / write s | first block s |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown rows; with live ilastik rows, each case gets its speed-up over ilastik, else BENCH.md's figures."""
+    ilastik = {r["case"]: r for r in rows if r["system"] == "ilastik" and "error" not in r}
+    lines = ["| system | case | voxels | wall s (median) | Mvox/s | peak RSS MiB | vs ilastik | read / features / forest / write s | first block s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | failed: {' '.join(r['error'])} | | | | |")
+            lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | failed: {' '.join(r['error'])} | | | | | |")
             continue
         stages = " / ".join(f"{r['stages_s'][k]:.2f}" if k in r["stages_s"] else "–" for k in ("read", "features", "forest", "write"))
         first = f"{r['stages_s']['first block']:.2f}" if "first block" in r["stages_s"] else "–"
+        ratio = f"{ilastik[r['case']]['wall_s'] / r['wall_s']:.2f}x" if r["case"] in ilastik else "–"
         lines.append(f"| {r['system']} | {r['case']} | {r['voxels']:,} | {r['wall_s']:.2f} | {r['mvox_s']:.2f} | "
-                     f"{r['peak_mib']:.0f} | {stages} | {first} |")
-    for case, (wall, peak) in ILASTIK_BENCH_MD.items():
-        voxels = 2048 * 2048 if case == "2d" else 256**3
-        lines.append(f"| ilastik 1.4.2 (BENCH.md) | {case} | {voxels:,} | {wall:.2f} | {voxels / wall / 1e6:.2f} | {peak} | – | ≈2.6 |")
+                     f"{r['peak_mib']:.0f} | {ratio} | {stages} | {first} |")
+    if not ilastik:
+        for case, (wall, peak) in ILASTIK_BENCH_MD.items():
+            voxels = 2048 * 2048 if case == "2d" else 256**3
+            lines.append(f"| ilastik 1.4.2 (BENCH.md, another machine: not side by side) | {case} | {voxels:,} | {wall:.2f} | "
+                         f"{voxels / wall / 1e6:.2f} | {peak} | – | – | ≈2.6 |")
     return lines
 
 
@@ -146,16 +190,14 @@ def main() -> int:
     if not args.skip_3d:
         cases.append(("3d", inputs["synth3d_256.h5"], 256**3))
     rows = []
-    for system in systems:
-        for case, image, voxels in cases:
-            rows.append(run(system, case, image, voxels, args.repeat))
-            print(_table([rows[-1]])[2])
+    for case, image, voxels in cases:
+        rows += run(systems, case, image, voxels, args.repeat)
+        print("\n".join(_table(rows[-len(systems):])[2:2 + len(systems)]))
     sweep = []
     if not args.skip_sweep:
-        for system in systems:
-            for side in SWEEP_2D:
-                sweep.append(run(system, "2d", sweep_input(side), side * side, args.repeat))
-                print(_table([sweep[-1]])[2])
+        for side in SWEEP_2D:
+            sweep += run(systems, "2d", sweep_input(side), side * side, args.repeat)
+            print("\n".join(_table(sweep[-len(systems):])[2:2 + len(systems)]))
     _write_results(rows, sweep, skipped, args)
     return 0
 
@@ -193,16 +235,17 @@ def _importable(module: str) -> bool:
 
 def _write_results(rows: list[dict], sweep: list[dict], skipped: dict, args: argparse.Namespace) -> None:
     os.makedirs(RESULTS, exist_ok=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}"
+    machine = f"{processor()}, {os.cpu_count()} cores, {platform.platform()}"
     stamp = datetime.date.today().isoformat()
     doc = {"date": stamp, "machine": machine, "env": ENV, "repeat": args.repeat, "cases": rows, "sweep": sweep,
            "skipped": skipped, "ilastik_bench_md": ILASTIK_BENCH_MD}
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1)
-    lines = [f"Benchmark of {stamp} on {machine}; LAZYFLOW_THREADS=2, LAZYFLOW_TOTAL_RAM_MB=512, median of {args.repeat}.", ""]
+    lines = [f"Benchmark of {stamp} on {machine}; LAZYFLOW_THREADS=2, LAZYFLOW_TOTAL_RAM_MB=512, median of {args.repeat} "
+             "interleaved rounds (systems in turn within each round).", ""]
     lines += _table(rows) + [""]
     if sweep:
-        lines += ["Size sweep (2D):", ""] + _table(sweep)[:-2] + [""]
+        lines += ["Size sweep (2D):", ""] + [line for line in _table(sweep) if "BENCH.md" not in line] + [""]
     lines += [f"Skipped: {s}: {r}" for s, r in skipped.items()]
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -210,7 +253,7 @@ def _write_results(rows: list[dict], sweep: list[dict], skipped: dict, args: arg
     for r in sweep:
         if "error" not in r:
             series.setdefault(r["system"], []).append((r["voxels"] / 1e6, r["mvox_s"]))
-    if series:
+    if series and "ilastik" not in series:
         ilastik = ILASTIK_BENCH_MD["2d"]
         series["ilastik 1.4.2 (BENCH.md, 2048x2048)"] = [(2048 * 2048 / 1e6, 2048 * 2048 / ilastik[0] / 1e6)]
         line_plot(os.path.join(RESULTS, "throughput.png"), series, "image size (Mpx, log scale)", "throughput (Mpx/s)",
