@@ -36,13 +36,17 @@ _DEFAULT_SELECTION = {
     "StructureTensorEigenvalues": (0.7, 1.6, 5.0),
     "HessianOfGaussianEigenvalues": (0.7, 1.6, 5.0),
 }
-_MIN_SCALE = {"GaussianSmoothing": 0.3}  # every other feature needs at least 0.7 (ilastik's GUI rule)
+_MIN_SCALE = {"GaussianSmoothing": 0.3}  # "all": every other feature from 0.7 on (ilastik's GUI rule)
 
 
 def parse_features(spec: str) -> FeatureSelection:
     """``default``, ``all``, or a comma-separated list of ``FeatureId@scale``.
 
-    ``all`` selects every feature at every scale ilastik allows (37 entries of the 6x7 matrix).
+    ``all`` selects every feature at every scale ilastik's GUI allows (37 entries of the 6x7
+    matrix). A list may name any positive scale for any feature, as ilastik's Python API
+    allows (e.g. Structure Tensor Eigenvalues at 0.3); the scale columns are the seven
+    standard ones plus those. Every scale is computed in 3D (``ComputeIn2d`` False) until
+    :func:`with_compute_in_2d` decides.
     """
     spec = spec.strip()
     if spec == "default":
@@ -59,14 +63,43 @@ def parse_features(spec: str) -> FeatureSelection:
                 scale = float(scale_text)
             except ValueError:
                 raise UsageError(f"--features: {item!r}: {scale_text!r} is not a number") from None
-            if scale < _MIN_SCALE.get(name, 0.7):
-                raise UsageError(f"--features: {name} needs a scale of at least {_MIN_SCALE.get(name, 0.7)} (got {scale})")
+            if not (0 < scale < float("inf")):
+                raise UsageError(f"--features: {item!r}: the scale must be a positive number")
             wanted.add((name, scale))
         if not wanted:
             raise UsageError("--features: no feature selected")
     scales = tuple(sorted({s for _, s in wanted} | set(DEFAULT_SCALES)))
     matrix = np.array([[(f, s) in wanted for s in scales] for f in FEATURE_IDS], dtype=bool)
     return FeatureSelection(FEATURE_IDS, scales, matrix, (False,) * len(scales))
+
+
+def with_compute_in_2d(selection: FeatureSelection, is_2d: bool, in_2d: str | Sequence[float] | None) -> FeatureSelection:
+    """The selection with ilastik's ``ComputeIn2d`` flags (one per scale column).
+
+    Parameters
+    ----------
+    selection : FeatureSelection
+    is_2d : bool
+        True when a training image has one z slice: ilastik then requires every scale in 2D
+        (otherwise it refuses the project: "scales are too large for your dataset").
+    in_2d : "all", sequence of float, or None
+        For 3D data: the scales to compute slice by slice; None or empty: none.
+
+    Raises
+    ------
+    UsageError
+        A scale in ``in_2d`` that is not one of the selection's scales.
+    """
+    scales = selection.scales
+    if is_2d or in_2d == "all":
+        flags = (True,) * len(scales)
+    else:
+        wanted = [float(s) for s in (in_2d or ())]
+        unknown = [s for s in wanted if s not in scales]
+        if unknown:
+            raise UsageError(f"--in_2d: scale(s) {unknown} are not among the feature scales {list(scales)}")
+        flags = tuple(s in wanted for s in scales)
+    return FeatureSelection(selection.feature_ids, scales, selection.matrix, flags)
 
 
 def _stored_path(raw_path: str, cwd: str, project_dir: str) -> str:
@@ -123,6 +156,7 @@ def train(
     seed: int | None = None,
     cwd: str | None = None,
     threads: int | None = None,
+    in_2d: str | Sequence[float] | None = None,
 ) -> str:
     """Train a Pixel Classification project from images and label images.
 
@@ -148,6 +182,10 @@ def train(
         Directory relative input paths are taken from.
     threads : int, optional
         Worker threads (default: ``LAZYFLOW_THREADS``).
+    in_2d : "all" or sequence of float, optional
+        On 3D training images, the feature scales computed slice by slice (ilastik's
+        ``ComputeIn2d``). 2D images are always filtered in 2D, and the project says so, as
+        ilastik requires.
 
     Returns
     -------
@@ -162,7 +200,7 @@ def train(
     selection = parse_features(features)
     output = os.path.abspath(os.path.join(cwd, os.path.expanduser(output)))
     project_dir = os.path.dirname(output)
-    lanes, channels = [], None
+    lanes, channels, is_2d = [], None, False
     for raw_path, label_path in zip(raw, labels):
         source = open_input(raw_path, cwd)
         try:
@@ -177,8 +215,10 @@ def train(
             lanes.append(LaneData(_stored_path(raw_path, cwd, project_dir), source.axes, tuple(source.shape),
                                   source.nickname, lane_labels, lane.internal_axes))
             z_extent = lane.shape[1]
+            is_2d = is_2d or z_extent == 1
         finally:
             source.close()
+    selection = with_compute_in_2d(selection, is_2d, in_2d)
     values = np.unique(np.concatenate([np.unique(lane.labels) for lane in lanes]))
     classes = values[values > 0]
     if classes.size == 0:
@@ -224,6 +264,17 @@ def _color(text: str) -> tuple[int, int, int]:
     raise UsageError(f"--label_colors: {text!r} is not #rrggbb or r,g,b")
 
 
+def _in_2d_scales(values: Sequence[str] | None) -> str | list[float] | None:
+    if not values:
+        return None
+    if [v.lower() for v in values] == ["all"]:
+        return "all"
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise UsageError(f"--in_2d: give scales (numbers) or 'all', got {' '.join(values)}") from None
+
+
 def main(argv: Sequence[str]) -> int:
     """``gpuheadless train ...``; returns the exit status."""
     from .cli import _Parser  # noqa: PLC0415 - the parser class that turns errors into one line
@@ -237,11 +288,14 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--label_colors", "--label-colors", nargs="+", help="one colour per class: #rrggbb or r,g,b")
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--seed", type=int, help="makes training reproducible")
+    parser.add_argument("--in_2d", "--in-2d", nargs="+", metavar="SCALE",
+                        help="3D images: feature scales computed slice by slice (or 'all'); 2D images always are")
     args = parser.parse_args(list(argv))
     colors = [_color(c) for c in args.label_colors] if args.label_colors else None
-    path = train(args.raw, args.labels, args.output, args.features, args.label_names, colors, args.trees, args.seed)
+    path = train(args.raw, args.labels, args.output, args.features, args.label_names, colors, args.trees, args.seed,
+                 in_2d=_in_2d_scales(args.in_2d))
     print(f"gpuheadless train: wrote {path}")
     return 0
 
 
-__all__ = ["parse_features", "train", "main"]
+__all__ = ["parse_features", "with_compute_in_2d", "train", "main"]

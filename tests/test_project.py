@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import h5py
 import numpy as np
@@ -73,3 +74,17 @@ def test_other_workflow_missing_and_corrupt(data, tmp_path):
     bad.write_bytes(b"this is not hdf5")
     with pytest.raises(UserError, match="not an ilastik project"):
         read_project(bad)
+
+
+@pytest.mark.parametrize("stored", [np.array([5e-324]), np.float64(0.0), np.zeros((0, 3), np.int64)])
+def test_empty_label_colours_as_ilastik_stores_them(stored, data, tmp_path):
+    """ilastik's API stores an empty colour list as a 1-element float64 array (isEmpty=True)."""
+    path = tmp_path / "p.ilp"
+    shutil.copy(data / "projects" / "PixelClassification2d.ilp", path)
+    with h5py.File(path, "r+") as f:
+        for key in ("LabelColors", "PmapColors"):
+            del f["PixelClassification"][key]
+            f["PixelClassification"].create_dataset(key, data=stored).attrs["isEmpty"] = True
+    project = read_project(path)
+    assert project.label_colors == [] and project.label_names == ["Label 1", "Label 2"]
+    assert project.forest is not None

@@ -115,7 +115,10 @@ def test_written_layout_has_every_path_ilastik_writes(labelled_2d3c, data, tmp_p
                 and "/Tree_" not in k and "block000" not in k and "local_data/" not in k}
     missing = sorted(k for k in relevant if k not in mine)
     assert not missing, missing
-    kinds = {k: (mine[k], v) for k, v in relevant.items() if mine[k] != v and {mine[k], v} != {"O", "S"}}
+    # Strings: fixed or variable length (ilastik wrote both over the years); the bookmarks: a
+    # pickle as an opaque scalar, as ilastik 1.4.2 stores it (older versions as a string).
+    same = ({"O", "S"}, {"O", "V"})
+    kinds = {k: (mine[k], v) for k, v in relevant.items() if mine[k] != v and {mine[k], v} not in same}
     assert not kinds, kinds
     with h5py.File(path, "r") as f:
         assert f["PixelClassification/ClassifierFactory"][()].startswith(b"ccopy_reg\n_reconstructor")
@@ -168,3 +171,160 @@ def test_bad_training_input(case, message, labelled_2d3c, data, tmp_path, capsys
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
     with pytest.raises(UserError):
         train(raws, label_paths, str(tmp_path / "api.ilp"))
+
+
+# What ilastik 1.4.2 (h5py 3.7) writes for a Pixel Classification project built with its own
+# Python API, dataset by dataset: the character set of every string (0 ASCII, 1 UTF-8), all
+# variable length. Readers such as pyilastik decode them as bytes, which a UTF-8 string is not.
+ILASTIK_142_STRINGS = {
+    "ilastikVersion": 0, "time": 0, "workflowName": 0,
+    "FeatureSelections/FeatureIds": 0, "FeatureSelections/StorageVersion": 1,
+    "Input Data/Role Names": 0, "Input Data/StorageVersion": 1,
+    **{f"Input Data/infos/lane0000/Raw Data/{k}": 0 for k in (
+        "__class__", "axis_units", "axistags", "datasetId", "display_mode", "filePath", "location", "nickname",
+        "working_scale")},
+    "PixelClassification/ClassifierFactory": 0, "PixelClassification/ClassifierForests/feature_names": 0,
+    "PixelClassification/ClassifierForests/pickled_type": 0, "PixelClassification/LabelNames": 0,
+    "PixelClassification/StorageVersion": 1,
+    "Prediction Export/OutputFilenameFormat": 0, "Prediction Export/OutputFormat": 0,
+    "Prediction Export/OutputInternalPath": 0, "Prediction Export/StorageVersion": 1,
+}
+
+
+def _string_type(h5obj, attribute=None):
+    """(variable length?, character set) of a string dataset or attribute; None if not a string."""
+    tid = h5py.h5a.open(h5obj.id, attribute.encode()).get_type() if attribute else h5obj.id.get_type()
+    if not isinstance(tid, h5py.h5t.TypeStringID):
+        return None
+    return tid.is_variable_str(), tid.get_cset()
+
+
+@pytest.fixture
+def small_2d(tmp_path):
+    """A 2D training image (uint8, 48x52) with two scribbled classes."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (48, 52)).astype(np.uint8)
+    labels = np.zeros((48, 52), np.uint8)
+    labels[2:8, 3:20], labels[30:40, 30:33] = 1, 2
+    with h5py.File(tmp_path / "img.h5", "w") as f:
+        f["data"], f["labels"] = image, labels
+    return str(tmp_path / "img.h5/data"), str(tmp_path / "img.h5/labels"), labels
+
+
+def test_strings_stored_as_ilastik_stores_them(small_2d, tmp_path):
+    raw, labels, _ = small_2d
+    path = train([raw], [labels], str(tmp_path / "p.ilp"), trees=3, seed=0, threads=1,
+                 features="GaussianSmoothing@1.0,StructureTensorEigenvalues@0.3")
+    with h5py.File(path, "r") as f:
+        found = {}
+        f.visititems(lambda name, obj: found.__setitem__(name, _string_type(obj))
+                     if isinstance(obj, h5py.Dataset) and _string_type(obj) else None)
+        # ``axisorder``: the legacy key older ilastik versions read, kept beside axistags.
+        legacy = {"Input Data/infos/lane0000/Raw Data/axisorder": (True, 0)}
+        assert found == {**{k: (True, cset) for k, cset in ILASTIK_142_STRINGS.items()}, **legacy}
+        block = f["PixelClassification/LabelSets/labels000/block0000"]
+        assert _string_type(block, "blockSlice") == (True, 0)  # pyilastik calls .decode('ascii') on it
+        assert _string_type(block, "axistags") == (True, 1)
+        assert f["PixelClassification/ClassifierForests/feature_names"][0].decode() == "Gaussian Smoothing (\u03c3=1.0) in 2D"
+        assert f["PixelClassification/Bookmarks/0000"][()].tobytes() == b"(lp0\n."
+        assert f["PixelClassification/Bookmarks/0000"].attrs["version"] == 1
+
+
+def test_2d_projects_compute_every_scale_in_2d(small_2d, tmp_path):
+    raw, labels, _ = small_2d
+    path = train([raw], [labels], str(tmp_path / "p.ilp"), trees=3, seed=0, threads=1, in_2d=[1.0])
+    with h5py.File(path, "r") as f:
+        flags = f["FeatureSelections/ComputeIn2d"][()]
+        scales = f["FeatureSelections/Scales"][()]
+    assert flags.dtype == bool and flags.shape == scales.shape and flags.all()
+
+
+@pytest.fixture
+def small_3d(tmp_path):
+    """A 3D training volume (uint8, 12x30x31) with two classes of labels."""
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 255, (12, 30, 31)).astype(np.uint8)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[2:5, 2:8, 3:9], labels[6:9, 20:25, 20:28] = 1, 2
+    with h5py.File(tmp_path / "vol.h5", "w") as f:
+        f["data"], f["labels"] = image, labels
+    return str(tmp_path / "vol.h5/data"), str(tmp_path / "vol.h5/labels"), labels
+
+
+@pytest.mark.parametrize("in_2d, expected", [(None, ()), ([0.7, 1.6], (0.7, 1.6)), ("all", "all")])
+def test_3d_projects_compute_in_2d_only_where_asked(in_2d, expected, small_3d, tmp_path):
+    raw, labels, _ = small_3d
+    path = train([raw], [labels], str(tmp_path / "p.ilp"), trees=3, seed=0, threads=1, in_2d=in_2d,
+                 features="GaussianSmoothing@0.7,HessianOfGaussianEigenvalues@1.6,StructureTensorEigenvalues@0.3")
+    with h5py.File(path, "r") as f:
+        flags = f["FeatureSelections/ComputeIn2d"][()]
+        scales = f["FeatureSelections/Scales"][()]
+    want = [True] * len(scales) if expected == "all" else [s in expected for s in scales]
+    assert flags.tolist() == want
+    project = read_project(path)
+    # Eigenvalues: 2 per scale in 2D, 3 in 3D; the forest was trained on exactly those columns.
+    hessian_in_2d = expected == "all" or 1.6 in expected
+    structure_in_2d = expected == "all"
+    assert project.forest.n_features == 1 + (2 if hessian_in_2d else 3) + (2 if structure_in_2d else 3)
+
+
+def test_train_in_2d_option_rejects_unknown_scales(small_3d, tmp_path, capsys):
+    raw, labels, _ = small_3d
+    code = main(["train", "--raw", raw, "--labels", labels, "--output", str(tmp_path / "p.ilp"), "--in_2d", "2.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2.5" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "p.ilp").exists()
+
+
+@pytest.mark.parametrize("spec", ["GaussianSmoothing@0", "LaplacianOfGaussian@-1", "GaussianSmoothing@nan"])
+def test_train_refuses_scales_that_are_not_positive(spec, small_2d, tmp_path):
+    raw, labels, _ = small_2d
+    with pytest.raises(UserError, match="positive"):
+        train([raw], [labels], str(tmp_path / "p.ilp"), features=spec)
+
+
+def test_structure_tensor_at_scale_0_3_as_fastfilters_computes_it(small_2d, tmp_path):
+    """Gradients at 0.15 have a radius-0 kernel, which fastfilters applies as a copy.
+
+    So each tensor entry is the same smoothed square of the presmoothed image: the matrix
+    [[a, a], [a, a]] has the eigenvalues 2a and 0 (up to the solver's rounding).
+    """
+    from gpuheadless.features.compute import compute_features
+    from gpuheadless.features.kernels import PRESMOOTH_WINDOW, gaussian_kernel
+    from gpuheadless.features.plan import FEATURE_IDS, FeatureSelection, make_plan
+
+    assert gaussian_kernel(0.15, 1, 2.0).half.tolist() == [1.0]
+    raw, labels, _ = small_2d
+    with h5py.File(raw.rsplit("/", 1)[0], "r") as f:
+        image = f["data"][()].astype(np.float32)
+    matrix = np.zeros((6, 1), bool)
+    matrix[FEATURE_IDS.index("StructureTensorEigenvalues"), 0] = True
+    bk, box = cpu_backend(), (slice(0, 1), slice(0, 48), slice(0, 52))
+    st = compute_features(bk, image[None, ..., None], make_plan(FeatureSelection(FEATURE_IDS, (0.3,), matrix), 1, 1), box)
+    assert st.shape == (2, 1, 48, 52) and np.isfinite(st).all()
+    # a: the square of the image presmoothed at 0.3, smoothed at 0.3 again.
+    presmoothed = image
+    for axis in (1, 0):
+        presmoothed = _correlate(presmoothed, gaussian_kernel(0.3, 0, PRESMOOTH_WINDOW).taps, axis)
+    a = presmoothed * presmoothed
+    for axis in (1, 0):
+        a = _correlate(a, gaussian_kernel(0.3, 0, 2.0).taps, axis)
+    np.testing.assert_allclose(st[0, 0], 2 * a, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(st[1, 0], 0, atol=1e-3 * float(a.max()))
+
+
+def _correlate(array, taps, axis):
+    """Plain float64 correlation with mirrored borders (a reference, not fastfilters' rounding)."""
+    from scipy.ndimage import correlate1d
+
+    return correlate1d(array.astype(np.float64), taps.astype(np.float64), axis=axis, mode="mirror")
+
+
+def test_train_with_structure_tensor_at_0_3(small_2d, tmp_path):
+    raw, labels, _ = small_2d
+    path = train([raw], [labels], str(tmp_path / "p.ilp"), trees=3, seed=0, threads=1,
+                 features="StructureTensorEigenvalues@0.3,GaussianSmoothing@0.3")
+    project = read_project(path)
+    assert project.forest.n_features == 3
+    (out,) = predict(path, [raw], output_format="numpy", output_filename_format=str(tmp_path / "o.npy"), device="cpu")
+    assert np.isfinite(np.load(out)).all()

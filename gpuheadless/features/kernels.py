@@ -54,18 +54,21 @@ class FirKernel:
 def gaussian_kernel(sigma: float, order: int, window: float) -> FirKernel:
     """The Gaussian derivative kernel of ``order`` (0, 1 or 2) at ``sigma``.
 
+    A kernel of radius 0 is the identity for every order. For a derivative that is what
+    fastfilters computes, not what the maths says: its single tap is normalised by a zero
+    moment and becomes NaN, and its convolution treats any radius-0 kernel whose tap is not
+    "further than 1e-6 from 1" (a NaN never is) as a plain copy. ilastik's Structure Tensor
+    Eigenvalues at scale 0.3 (gradients at 0.15) are computed that way.
+
     Raises
     ------
     ValueError
-        For an unsupported order, or a derivative kernel of radius 0 (fastfilters cannot
-        compute it either).
+        For an unsupported order.
     """
     if order not in (0, 1, 2):
         raise ValueError(f"unsupported derivative order {order}")
     r = kernel_radius(sigma, window)
     if r == 0:
-        if order != 0:
-            raise ValueError(f"a derivative of order {order} at sigma {sigma} has no support (radius 0)")
         return _frozen(np.ones(1, dtype=np.float32), False)
     exponent = -0.5 / sigma / sigma
     if order == 0:

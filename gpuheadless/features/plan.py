@@ -164,12 +164,9 @@ def make_plan(selection: FeatureSelection, n_input_channels: int, z_extent: int)
 
     ``ComputeIn2d`` defaults to "2D iff z == 1" for projects without it; data with one slice is
     always filtered in 2D. Eigenvalue features have 2 channels in 2D mode and 3 in 3D mode.
-
-    Raises
-    ------
-    UserError
-        When a selected derivative feature has no support at its scale (structure tensor below
-        0.5, or a derivative at a scale too small for its kernel).
+    Every positive scale is computed, as fastfilters computes it: a derivative whose kernel
+    has radius 0 (e.g. the structure tensor's gradients at scale 0.3) is the identity there
+    (see :func:`~gpuheadless.features.kernels.gaussian_kernel`).
     """
     in_2d_flags = selection.compute_in_2d
     if in_2d_flags is None:
@@ -179,8 +176,6 @@ def make_plan(selection: FeatureSelection, n_input_channels: int, z_extent: int)
         chosen = tuple(fid for row, fid in enumerate(selection.feature_ids) if selection.matrix[row, col])
         if chosen:
             steps[col] = ScaleStep(col, float(scale), bool(in_2d_flags[col]) or z_extent == 1, chosen)
-    for step in steps.values():
-        _check_support(step)
     blocks = []
     offset = 0
     for row, fid in enumerate(selection.feature_ids):
@@ -193,19 +188,6 @@ def make_plan(selection: FeatureSelection, n_input_channels: int, z_extent: int)
             offset += per * n_input_channels
     ordered_steps = tuple(steps[c] for c in sorted(steps))
     return FeaturePlan(ordered_steps, tuple(blocks), n_input_channels)
-
-
-def _check_support(step: ScaleStep) -> None:
-    t = step.feature_sigma
-    derivative = set(step.features) - {"GaussianSmoothing", "DifferenceOfGaussians"}
-    if derivative and kernel_radius(t, FEATURE_WINDOW) == 0:
-        raise UserError(f"feature selection: {sorted(derivative)} cannot be computed at scale {step.scale}")
-    if "StructureTensorEigenvalues" in step.features and (
-        kernel_radius(STRUCTURE_TENSOR_GRADIENT_RATIO * t, FEATURE_WINDOW) == 0
-    ):
-        raise UserError(
-            f"feature selection: Structure Tensor Eigenvalues needs a scale of at least 0.5, got {step.scale}"
-        )
 
 
 def check_image_size(plan: FeaturePlan, shape_zyx: tuple[int, int, int], where: str) -> None:

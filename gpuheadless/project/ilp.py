@@ -157,7 +157,7 @@ def _read(f: h5py.File, path: Path) -> Project:
     selection = _read_selection(f["FeatureSelections"], path)
     pc = f["PixelClassification"]
     label_names = _texts(pc["LabelNames"]) if "LabelNames" in pc else []
-    colors = [tuple(int(v) for v in row) for row in np.asarray(pc["LabelColors"][()])] if "LabelColors" in pc else []
+    colors = _read_colors(pc["LabelColors"]) if "LabelColors" in pc else []
     labels = _read_labels(pc, lanes, version)
     if not label_names and labels:
         top = max((int(b.values.max()) for blocks in labels.values() for b in blocks if b.values.size), default=0)
@@ -178,6 +178,21 @@ def _read(f: h5py.File, path: Path) -> Project:
         factory=factory,
         export=_read_export(f),
     )
+
+
+def _read_colors(dataset: h5py.Dataset) -> list[tuple[int, int, int]]:
+    """Label colours as ``(r, g, b)`` rows; none where the list is stored empty.
+
+    ilastik stores an empty list as a 1-element float64 array (or a scalar) with the attribute
+    ``isEmpty``; colours are only decoration for a headless run, so any other shape that is
+    not rows of three is read as no colours too.
+    """
+    if bool(dataset.attrs.get("isEmpty", False)):
+        return []
+    values = np.asarray(dataset[()])
+    if values.ndim != 2 or values.shape[1] < 3 or values.dtype.kind not in "iuf":
+        return []
+    return [tuple(int(v) for v in row[:3]) for row in values]
 
 
 def _read_lanes(f: h5py.File, project_dir: Path) -> list[TrainingLane]:

@@ -23,6 +23,9 @@ from .vigra_writer import write_vigra_forest
 WRITTEN_VERSION = "1.4.2"  # the ilastik release whose layout this follows
 _LABEL_BLOCK_VOLUME = 40**3  # ilastik's internal label blocking
 _FACTORY_CLASS = "lazyflow.classifiers.parallelVigraRfLazyflowClassifier\nParallelVigraRfLazyflowClassifierFactory"
+_EMPTY_LIST_PICKLE = b"(lp0\n."  # the bookmarks of a lane: pickle.dumps([], 0), as ilastik stores it
+ASCII = h5py.string_dtype("ascii")
+UTF8 = h5py.string_dtype("utf-8")
 _CLASSIFIER_TYPE = b"clazyflow.classifiers.parallelVigraRfLazyflowClassifier\nParallelVigraRfLazyflowClassifier\np0\n."
 DEFAULT_COLORS = [
     (255, 0, 0), (0, 255, 0), (255, 255, 0), (0, 0, 255), (255, 0, 255), (0, 255, 255), (255, 105, 180),
@@ -113,49 +116,71 @@ def write_project(
     n_trees : int
         The factory's tree count.
     """
-    text = h5py.string_dtype()
     with h5py.File(path, "w") as f:
-        f.create_dataset("ilastikVersion", data=WRITTEN_VERSION, dtype=text)
-        f.create_dataset("workflowName", data="Pixel Classification", dtype=text)
-        f.create_dataset("time", data=time.ctime(), dtype=text)
+        _put_text(f, "ilastikVersion", WRITTEN_VERSION)
+        _put_text(f, "workflowName", "Pixel Classification")
+        _put_text(f, "time", time.ctime())
         f["currentApplet"] = np.int64(0)
-        _write_inputs(f, lanes, text)
-        _write_selection(f, selection, text)
+        _write_inputs(f, lanes)
+        _write_selection(f, selection)
         pc = f.create_group("PixelClassification")
-        pc.create_dataset("StorageVersion", data="0.1", dtype=text)
-        names = pc.create_dataset("LabelNames", data=np.array(list(label_names), dtype=object), dtype=text)
-        names.attrs["isEmpty"] = False
+        _put_text(pc, "StorageVersion", "0.1", utf8=True)
+        _put_texts(pc, "LabelNames", label_names).attrs["isEmpty"] = False
         for key in ("LabelColors", "PmapColors"):
             pc.create_dataset(key, data=np.asarray(label_colors, dtype=np.int64)).attrs["isEmpty"] = False
-        pc.create_dataset("Bookmarks/0000", data="(lp1\n.", dtype=text)  # a pickled empty list, as 1.4.2 writes it
+        bookmarks = pc.create_dataset("Bookmarks/0000", data=np.void(_EMPTY_LIST_PICKLE))
+        bookmarks.attrs["version"] = np.int64(1)
         for index, lane in enumerate(lanes):
             group = pc.create_group(f"LabelSets/labels{index:03d}")
             for k, (slices, values) in enumerate(label_blocks(lane.labels)):
                 block = group.create_dataset(f"block{k:04d}", data=values.astype(np.uint8))
-                block.attrs["blockSlice"] = "[" + ",".join(f"{s.start}:{s.stop}" for s in slices) + "]"
-                block.attrs["axistags"] = axistags_json(lane.internal_axes)
-        pc.create_dataset("ClassifierFactory", data=classifier_factory_pickle(n_trees, 1))
+                block.attrs["axistags"] = axistags_json(lane.internal_axes)  # vlen UTF-8, as ilastik writes it
+                block.attrs.create("blockSlice", data=_block_slice_text(slices).encode("ascii"), dtype=ASCII)
+        _put_text(pc, "ClassifierFactory", classifier_factory_pickle(n_trees, 1))
         if forest is not None:
             forests = pc.create_group("ClassifierForests")
             write_vigra_forest(forests.create_group("Forest0000"), forest, range(forest.n_trees), row_count, mtry)
             forests["known_labels"] = np.asarray(forest.labels, dtype=np.uint32)
-            forests.create_dataset("feature_names", data=np.array(list(feature_names), dtype=object), dtype=text)
-            forests.create_dataset("pickled_type", data=_CLASSIFIER_TYPE)
+            _put_texts(forests, "feature_names", feature_names)
+            _put_text(forests, "pickled_type", _CLASSIFIER_TYPE)
         export = f.create_group("Prediction Export")
         for key, value in {"OutputFilenameFormat": "{dataset_dir}/{nickname}_{result_type}", "OutputFormat": "hdf5",
-                           "OutputInternalPath": "exported_data", "StorageVersion": "0.1"}.items():
-            export.create_dataset(key, data=value, dtype=text)
+                           "OutputInternalPath": "exported_data"}.items():
+            _put_text(export, key, value)
+        _put_text(export, "StorageVersion", "0.1", utf8=True)
 
 
-def _write_inputs(f: h5py.File, lanes: Sequence[LaneData], text) -> None:
-    f.create_dataset("Input Data/Role Names", data=np.array(["Raw Data", "Prediction Mask"], dtype=object), dtype=text)
-    f.create_dataset("Input Data/StorageVersion", data="0.2", dtype=text)
+def _put_text(group: h5py.Group, name: str, value: str | bytes, utf8: bool = False) -> h5py.Dataset:
+    """A scalar string as ilastik 1.4.2 stores it: variable length, ASCII-tagged UTF-8 bytes.
+
+    ilastik hands h5py ``str.encode("utf-8")`` for almost every string, which h5py stores with
+    the ASCII character set; readers built on that (pyilastik) get ``bytes`` back and decode
+    them. Only the applets' ``StorageVersion`` is stored from a ``str`` (``utf8=True``).
+    """
+    data = value if isinstance(value, bytes) else value.encode("utf-8")
+    return group.create_dataset(name, data=data, dtype=UTF8 if utf8 else ASCII)
+
+
+def _put_texts(group: h5py.Group, name: str, values: Sequence[str]) -> h5py.Dataset:
+    """A 1-D array of strings, stored as :func:`_put_text` stores one."""
+    data = np.array([v.encode("utf-8") for v in values], dtype=object)
+    return group.create_dataset(name, data=data, shape=(len(values),), dtype=ASCII)
+
+
+def _block_slice_text(slices: Sequence[slice]) -> str:
+    return "[" + ",".join(f"{s.start}:{s.stop}" for s in slices) + "]"
+
+
+def _write_inputs(f: h5py.File, lanes: Sequence[LaneData]) -> None:
+    _put_texts(f, "Input Data/Role Names", ["Raw Data", "Prediction Mask"])
+    _put_text(f["Input Data"], "StorageVersion", "0.2", utf8=True)
     f.create_group("Input Data/local_data")
     for index, lane in enumerate(lanes):
         raw = f.create_group(f"Input Data/infos/lane{index:04d}/Raw Data")
         f.create_group(f"Input Data/infos/lane{index:04d}/Prediction Mask")
         for key, value in {
             "__class__": "RelativeFilesystemDatasetInfo" if not os.path.isabs(lane.file_path) else "FilesystemDatasetInfo",
+            "axis_units": "null",
             "axistags": axistags_json(lane.axes),
             "axisorder": lane.axes,
             "datasetId": str(uuid.uuid4()),
@@ -163,20 +188,21 @@ def _write_inputs(f: h5py.File, lanes: Sequence[LaneData], text) -> None:
             "filePath": lane.file_path,
             "location": "FileSystem",
             "nickname": lane.nickname,
+            "working_scale": "",
         }.items():
-            raw.create_dataset(key, data=value, dtype=text)
+            _put_text(raw, key, value)
         raw["allowLabels"] = True
         raw["fromstack"] = os.pathsep in lane.file_path
         raw["shape"] = np.asarray(lane.shape, dtype=np.int64)
         raw["normalizeDisplay"] = False
+        raw["scale_locked"] = False
 
 
-def _write_selection(f: h5py.File, selection: FeatureSelection, text) -> None:
+def _write_selection(f: h5py.File, selection: FeatureSelection) -> None:
     fs = f.create_group("FeatureSelections")
-    fs.create_dataset("FeatureIds", data=np.array(list(selection.feature_ids), dtype=object), dtype=text)
+    _put_texts(fs, "FeatureIds", selection.feature_ids)
     fs["Scales"] = np.asarray(selection.scales, dtype=np.float64)
     fs["SelectionMatrix"] = np.asarray(selection.matrix, dtype=bool)
     in_2d = selection.compute_in_2d or (False,) * len(selection.scales)
     fs["ComputeIn2d"] = np.asarray(in_2d, dtype=bool)
-    fs.create_dataset("StorageVersion", data="0.1", dtype=text)
-
+    _put_text(fs, "StorageVersion", "0.1", utf8=True)
