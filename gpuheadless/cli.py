@@ -211,6 +211,26 @@ def _report_failures(failures: list[str], n_inputs: int) -> int:
     return 1
 
 
+def open_project(path: str) -> None:
+    """Open and check the project as ilastik does first, even when there is nothing to run.
+
+    ilastik loads the project before it looks at the inputs, and exits 1 on a missing or
+    broken one; so does this (UserError naming the file).
+
+    Parameters
+    ----------
+    path : str
+        The ``--project`` file.
+    """
+    from .objects.project import read_object_project, workflow_variant  # noqa: PLC0415
+    from .project.ilp import read_project  # noqa: PLC0415
+
+    if workflow_variant(path):
+        read_object_project(path)
+    else:
+        read_project(path)
+
+
 def _setup_logging(debug: bool, logfile: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile:
@@ -245,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("Unused command-line args: %s", " ".join(unknown))
         config = config_from_args(args)
         if not config.inputs:
+            open_project(config.project)
             log.info("No input files given; nothing to do.")
             return 0
         from .objects.project import workflow_variant  # noqa: PLC0415

@@ -145,3 +145,36 @@ def test_retrains_from_project_labels_when_no_forest(project_copy, tmp_path, cap
     with h5py.File(tmp_path / "r.h5", "r") as f:
         p = f["exported_data"][()]
     assert p.shape == (73, 187, 2) and np.allclose(p.sum(-1), 1, atol=1e-6)
+
+
+NO_INPUT_CASES = {
+    "missing project": (lambda t: t / "nope.ilp", "does not exist"),
+    "garbage project": (lambda t: t / "corrupt.ilp", "not an ilastik project"),
+    "empty project file": (lambda t: t / "empty.ilp", "not an ilastik project"),
+    "folder as project": (lambda t: t, "is a directory"),
+    "hdf5 without a pixel classification": (lambda t: t / "plain.ilp", "not an ilastik project"),
+}
+
+
+@pytest.mark.parametrize("name", list(NO_INPUT_CASES))
+def test_project_without_inputs_is_opened_first(name, tmp_path, capsys):
+    """ilastik opens the project before it looks at inputs: exit 1 on a bad one, even with none."""
+    (tmp_path / "corrupt.ilp").write_bytes(b"\x00garbage")
+    (tmp_path / "empty.ilp").write_bytes(b"")
+    with h5py.File(tmp_path / "plain.ilp", "w") as f:
+        f["data"] = np.zeros(3)
+    make_path, expected = NO_INPUT_CASES[name]
+    path = make_path(tmp_path)
+    before = _files(tmp_path)
+    code, err = _run(["--headless", f"--project={path}"], tmp_path, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1, err
+    assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0] and "Traceback" not in err
+    assert _files(tmp_path) == before
+
+
+def test_good_project_without_inputs_succeeds(data, tmp_path, capsys):
+    for name in ("PixelClassification2d.ilp", "ObjectClassification2d_wPred.ilp"):
+        code, err = _run(["--headless", f"--project={data / 'projects' / name}"], tmp_path, capsys)
+        assert code == 0, err
+    assert _files(tmp_path) == []

@@ -146,6 +146,8 @@ def _read(f: h5py.File, path: Path) -> Project:
     version = _text(f["ilastikVersion"][()]) if "ilastikVersion" in f else ""
     if "workflowName" in f:
         workflow = _text(f["workflowName"][()])
+    elif "PixelClassification" not in f:
+        raise UserError(f"project file '{path}' is not an ilastik project (no workflowName, no PixelClassification group)")
     else:
         log.warning("%s has no workflowName; assuming Pixel Classification", path)
         workflow = PIXEL_CLASSIFICATION
