@@ -17,39 +17,45 @@ extern "C" __global__ void object_sums(const double *columns, const long long *o
     }
 }
 
-// Sums of centred values d = x - centre: d^2, d^2*d and d^2*d^2 per column (when ``powers``), and
-// d_a*d_b for each listed pair of columns.
-extern "C" __global__ void object_centred_sums(const double *columns, const long long *order, const long long *starts,
-                                               const double *centre, long long bins, long long k, int powers,
-                                               const long long *pairs, long long n_pairs, double *power_sums,
-                                               double *pair_sums)
+// Second central moments as vigra's accumulators update them (Welford): for the j-th pixel x of an
+// object (j from 1), with S the running sum and diff = S / j - x, add j/(j-1) * (diff * diff) to the
+// column's square sum (when ``squares``) and (j/(j-1) * diff_b) * diff_a to the product sum of each
+// listed pair, a < b by index. Bit-identical to running_moment_sums in gpuheadless/objects/features.py.
+extern "C" __global__ void object_moment_sums(const double *columns, const long long *order, const long long *starts,
+                                              long long bins, long long k, int squares, const long long *pairs,
+                                              long long n_pairs, double *square_sums, double *pair_sums)
 {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long b = (long long)blockIdx.x * blockDim.x + threadIdx.x; b < bins; b += stride) {
-        if (powers) {
+        if (squares) {
             for (long long c = 0; c < k; ++c) {
-                double m2 = 0.0, m3 = 0.0, m4 = 0.0;
-                const double mean = centre[b * k + c];
+                double sum = 0.0, m2 = 0.0, count = 0.0;
                 for (long long p = starts[b]; p < starts[b + 1]; ++p) {
-                    const double d = columns[order[p] * k + c] - mean;
-                    const double squared = d * d;
-                    m2 = m2 + squared;
-                    m3 = m3 + squared * d;
-                    m4 = m4 + squared * squared;
+                    const double x = columns[order[p] * k + c];
+                    sum = sum + x;
+                    count = count + 1.0;
+                    if (count > 1.0) {
+                        const double diff = sum / count - x;
+                        m2 = m2 + count / (count - 1.0) * (diff * diff);
+                    }
                 }
-                power_sums[(b * 3 + 0) * k + c] = m2;
-                power_sums[(b * 3 + 1) * k + c] = m3;
-                power_sums[(b * 3 + 2) * k + c] = m4;
+                square_sums[b * k + c] = m2;
             }
         }
         for (long long q = 0; q < n_pairs; ++q) {
-            const long long a = pairs[2 * q], c = pairs[2 * q + 1];
-            double sum = 0.0;
+            const long long low = pairs[2 * q] < pairs[2 * q + 1] ? pairs[2 * q] : pairs[2 * q + 1];
+            const long long high = pairs[2 * q] < pairs[2 * q + 1] ? pairs[2 * q + 1] : pairs[2 * q];
+            double sum_low = 0.0, sum_high = 0.0, total = 0.0, count = 0.0;
             for (long long p = starts[b]; p < starts[b + 1]; ++p) {
                 const long long row = order[p];
-                sum = sum + (columns[row * k + a] - centre[b * k + a]) * (columns[row * k + c] - centre[b * k + c]);
+                const double x_low = columns[row * k + low], x_high = columns[row * k + high];
+                sum_low = sum_low + x_low;
+                sum_high = sum_high + x_high;
+                count = count + 1.0;
+                if (count > 1.0)
+                    total = total + (count / (count - 1.0) * (sum_high / count - x_high)) * (sum_low / count - x_low);
             }
-            pair_sums[b * n_pairs + q] = sum;
+            pair_sums[b * n_pairs + q] = total;
         }
     }
 }

@@ -1,7 +1,7 @@
 // The smoothing of ilastik's Threshold and Size Filter: one pass of a symmetric Gaussian along
-// one axis of a (n0, n1, n2, n3) float32 array, mirror borders, as the CPU path (SciPy's
-// correlate1d) computes it: in double, the centre tap first, then the pairs from the outermost
-// inwards, each pair summed before it is weighted; the result rounded to float32.
+// one axis of a (n0, n1, n2, n3) float32 array, mirror borders, as vigra's convolveLine computes it
+// (and the CPU path): in double, tap * value added from the leftmost offset to the rightmost,
+// starting from 0; the result rounded to float32. ``taps`` holds the centre tap, then outwards.
 
 __device__ long long smoothing_mirror(long long i, long long n)
 {
@@ -22,12 +22,9 @@ extern "C" __global__ void smooth_pass(const float *in, float *out, const double
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const long long position = (i / step) % extent;
         const long long base = i - position * step;
-        double sum = (double)in[i] * taps[0];
-        for (int k = radius; k > 0; --k) {
-            const double pair = (double)in[base + smoothing_mirror(position - k, extent) * step] +
-                                (double)in[base + smoothing_mirror(position + k, extent) * step];
-            sum = sum + pair * taps[k];
-        }
+        double sum = 0.0;
+        for (int k = -radius; k <= radius; ++k)
+            sum = sum + taps[k < 0 ? -k : k] * (double)in[base + smoothing_mirror(position + k, extent) * step];
         out[i] = (float)sum;
     }
 }

@@ -133,7 +133,7 @@ ks.label_roots((v > 0.5).astype(np.uint8) + (v > 0.8))
 ks.smooth_pass(v[..., None], np.array([0.25, 0.5, 0.25]), 1)
 order = np.arange(v.size); starts = np.array([0, 100, 100, v.size])
 ks.object_sums(v.reshape(-1, 1).astype(np.float64), order, starts)
-ks.object_centred_sums(v.reshape(-1, 1).astype(np.float64), order, starts, np.zeros((3, 1)), True, [(0, 0)])
+ks.object_moment_sums(v.reshape(-1, 2).astype(np.float64), order[:v.size // 2], np.array([0, 50, 50, v.size // 2]), True, [(0, 1)])
 print("clean")
 """
     env = dict(os.environ, LD_PRELOAD=runtime, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="halt_on_error=1")

@@ -111,7 +111,7 @@ class KernelSet:
 
     def smooth_pass(self, array: Any, taps: np.ndarray, axis: int) -> Any:
         """One pass of a symmetric smoothing kernel (``taps``, odd length, float64) along spatial
-        ``axis`` of a (Z, Y, X, C) float32 array, mirror borders, as SciPy's correlate1d."""
+        ``axis`` of a (Z, Y, X, C) float32 array, mirror borders, summed as vigra's convolveLine."""
         xp = self._xp
         array = xp.ascontiguousarray(array, dtype=xp.float32)
         out = xp.empty_like(array)
@@ -137,23 +137,24 @@ class KernelSet:
                 np.int64(k), out))
         return out
 
-    def object_centred_sums(self, columns: Any, order: Any, starts: Any, centre: Any, powers: bool,
-                            pairs: list[tuple[int, int]]) -> tuple[Any, Any]:
-        """Per object the sums of d^2, d^3, d^4 of every column (``powers``; shape (objects, 3, k))
-        and of d_a * d_b for each pair (objects, pairs), with d = column - the object's ``centre``."""
+    def object_moment_sums(self, columns: Any, order: Any, starts: Any, squares: bool,
+                           pairs: list[tuple[int, int]]) -> tuple[Any, Any]:
+        """Per object the second central moment sums as vigra's accumulators update them, pixel
+        by pixel (Welford): of every column (``squares``; shape (objects, k)) and of each pair of
+        columns (objects, pairs)."""
         xp = self._xp
         columns = xp.ascontiguousarray(columns, dtype=xp.float64)
         bins, k = len(starts) - 1, columns.shape[1]
-        power_sums = xp.zeros((bins, 3, k), dtype=xp.float64)
+        square_sums = xp.zeros((bins, k), dtype=xp.float64)
         pair_sums = xp.zeros((bins, max(len(pairs), 1)), dtype=xp.float64)
         if bins and k:
             grid, block = _launch_shape(bins)
-            self._function("object_sums.cu", "object_centred_sums")(grid, block, (
-                columns, xp.asarray(order, dtype=xp.int64), xp.asarray(starts, dtype=xp.int64),
-                xp.ascontiguousarray(xp.asarray(centre, dtype=xp.float64)), np.int64(bins), np.int64(k),
-                np.int32(powers), xp.asarray(np.array(pairs, dtype=np.int64).reshape(-1) if pairs else np.zeros(2, np.int64)),
-                np.int64(len(pairs)), power_sums, pair_sums))
-        return power_sums, pair_sums[:, :len(pairs)]
+            self._function("object_sums.cu", "object_moment_sums")(grid, block, (
+                columns, xp.asarray(order, dtype=xp.int64), xp.asarray(starts, dtype=xp.int64), np.int64(bins),
+                np.int64(k), np.int32(squares),
+                xp.asarray(np.array(pairs, dtype=np.int64).reshape(-1) if pairs else np.zeros(2, np.int64)),
+                np.int64(len(pairs)), square_sums, pair_sums))
+        return square_sums, pair_sums[:, :len(pairs)]
 
     def label_roots(self, values: Any) -> Any:
         """Connected components of equal non-zero values of a (Z, Y, X) integer array, face

@@ -7,9 +7,27 @@ so the same method is needed to get ilastik's predictions.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 
 import numpy as np
+
+
+def _c_hypot():
+    """The C library's ``hypot`` (vigra's on Linux); Python's ``math.hypot`` rounds differently
+    about once in 200 calls."""
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        function = libm.hypot
+    except (OSError, AttributeError):  # no C library to load: the nearest we have
+        return math.hypot
+    function.restype = ctypes.c_double
+    function.argtypes = [ctypes.c_double, ctypes.c_double]
+    return function
+
+
+hypot = _c_hypot()
 
 
 def _tridiagonalise(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +119,7 @@ def _ql(d: np.ndarray, e: np.ndarray, v: np.ndarray) -> None:
             for _ in range(60):  # converges in a few iterations for 2x2 and 3x3
                 g = d[l]
                 p = (d[l + 1] - g) / (2.0 * e[l])
-                r = math.hypot(p, 1.0)
+                r = hypot(p, 1.0)
                 if p < 0:
                     r = -r
                 d[l] = e[l] / (p + r)
@@ -119,7 +137,7 @@ def _ql(d: np.ndarray, e: np.ndarray, v: np.ndarray) -> None:
                     c3, c2, s2 = c2, c, s
                     g = c * e[i]
                     h = c * p
-                    r = math.hypot(p, e[i])
+                    r = hypot(p, e[i])
                     e[i + 1] = s * r
                     s = e[i] / r
                     c = p / r
@@ -139,15 +157,28 @@ def _ql(d: np.ndarray, e: np.ndarray, v: np.ndarray) -> None:
 
 
 def symmetric_eigensystem(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (descending) and eigenvectors (columns, same order) of a symmetric matrix."""
+    """Eigenvalues and eigenvectors of a symmetric matrix as vigra's ``symmetricEigensystem``.
+
+    Parameters
+    ----------
+    matrix : (n, n) float64, symmetric
+
+    Returns
+    -------
+    values : (n,) float64
+        Ordered by descending absolute value (vigra's order; descending for the positive
+        semi-definite scatter matrices of the object features).
+    vectors : (n, n) float64
+        Unit eigenvectors as columns, in that order, with vigra's signs.
+    """
     v = np.array(matrix, dtype=np.float64)
     d, e = _tridiagonalise(v)
     _ql(d, e, v)
     n = len(d)
-    for i in range(n - 1):  # selection sort, largest first, swapping vector columns along
+    for i in range(n - 1):  # selection sort by absolute value, largest first, as vigra's tql2 ends
         k = i
         for j in range(i + 1, n):
-            if d[j] > d[k]:
+            if abs(d[j]) > abs(d[k]):
                 k = j
         if k != i:
             d[i], d[k] = d[k], d[i]

@@ -6,7 +6,9 @@ hands them to vigra; coordinates are pixel indices in x, y(, z) order. Every fea
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
+
 
 import numpy as np
 from scipy import ndimage
@@ -29,8 +31,128 @@ def _descending_eigen(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, vectors
 
 
+_SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a double into two 26-bit halves
+_WELFORD_CHUNK = 1 << 21  # padded pixels per block of objects in the running sums
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a * b`` rounded, and its exact rounding error (Dekker), elementwise, float64."""
+    product = a * b
+    t = _SPLIT * a
+    a_high = t - (t - a)
+    a_low = a - a_high
+    t = _SPLIT * b
+    b_high = t - (t - b)
+    b_low = b - b_high
+    return product, ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+
+
+def libm_powers(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pow(d, 3)`` and ``pow(d, 4)`` elementwise, equal to the C library's ``pow`` (vigra's).
+
+    Parameters
+    ----------
+    d : (m,) float64
+
+    Returns
+    -------
+    cubes, fourths : (m,) float64
+
+    glibc's ``pow`` is correctly rounded except where the exact power lies within a tiny fraction
+    of an ulp of a rounding midpoint (NumPy's vectorised ``power`` differs far more often). The
+    powers are formed exactly as double-double sums; where one lies within 1/64 ulp of a midpoint
+    the C library's ``math.pow`` decides.
+    """
+    square, square_error = _two_product(d, d)
+    cube_high, cube_error = _two_product(square, d)
+    cube_low = cube_error + square_error * d
+    fourth_high, fourth_error = _two_product(square, square)
+    fourth_low = fourth_error + 2.0 * square * square_error
+    results = []
+    for high, low, exponent in ((cube_high, cube_low, 3.0), (fourth_high, fourth_low, 4.0)):
+        rounded = high + low
+        offset = (high - rounded) + low  # exact value minus the rounded one, to well within an ulp
+        ulp = np.spacing(np.abs(rounded))
+        near = np.abs(np.abs(offset) - 0.5 * ulp) <= ulp / 64.0
+        near |= ~np.isfinite(rounded)
+        for i in np.flatnonzero(near):
+            rounded[i] = math.pow(float(d[i]), exponent)
+        results.append(rounded)
+    return results[0], results[1]
+
+
+def _object_blocks(sizes: np.ndarray) -> list[np.ndarray]:
+    """Object ids grouped by similar size (within a factor 2), at most ``_WELFORD_CHUNK`` padded
+    pixels a group (a larger object alone)."""
+    ids = np.flatnonzero(sizes > 1)
+    ids = ids[np.argsort(sizes[ids], kind="stable")]
+    blocks, current, width = [], [], 0
+    for i in ids:
+        size = int(sizes[i])
+        if current and (size > 2 * width or (len(current) + 1) * size > _WELFORD_CHUNK):
+            blocks.append(np.array(current))
+            current = []
+        if not current:
+            width = size
+        current.append(i)
+    if current:
+        blocks.append(np.array(current))
+    return blocks
+
+
+def running_moment_sums(columns: np.ndarray, index: np.ndarray, n: int,
+                        pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Second central moments per object as vigra's accumulators update them, pixel by pixel.
+
+    For the j-th pixel x_j of an object (raster order; j counted from 1), with S_j the running
+    float64 sum and diff = S_j / j - x_j, vigra adds ``j/(j-1) * (diff * diff)`` to
+    ``Central<PowerSum<2>>`` and ``(j/(j-1) * diff_b) * diff_a`` to the scatter matrix entry
+    (a, b), a <= b (Welford's update; the first pixel adds nothing). Summed in this order the
+    results differ from the two-pass sums in their last bits, enough to change a float32 feature
+    now and then, or the sign of an eigenvector.
+
+    Parameters
+    ----------
+    columns : (pixels, k) float64
+        In raster order.
+    index : (pixels,) int64
+        Object of each pixel, 0..n.
+    n : int
+    pairs : list of (a, b)
+        Column pairs for the scatter matrix.
+
+    Returns
+    -------
+    squares : (n + 1, k) float64
+    products : (n + 1, len(pairs)) float64
+    """
+    k = columns.shape[1]
+    squares = np.zeros((n + 1, k))
+    products = np.zeros((n + 1, len(pairs)))
+    order = np.argsort(index, kind="stable")
+    sizes = np.bincount(index, minlength=n + 1)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    grouped = columns[order]
+    for ids in _object_blocks(sizes):
+        width = int(sizes[ids].max())
+        position = np.arange(width)
+        valid = position[None, :] < sizes[ids][:, None]
+        rows = np.where(valid, starts[ids][:, None] + position[None, :], 0)
+        values = np.where(valid[..., None], grouped[rows], 0.0)  # (objects, width, k), zero padded
+        count = position + 1.0
+        diff = np.cumsum(values, axis=1) / count[None, :, None] - values
+        weight = np.zeros(width)
+        weight[1:] = count[1:] / (count[1:] - 1.0)
+        weight = np.where(valid, weight[None, :], 0.0)[..., None]
+        squares[ids] = np.cumsum(weight * (diff * diff), axis=1)[:, -1]
+        for q, (a, b) in enumerate(pairs):
+            low, high = min(a, b), max(a, b)
+            products[ids, q] = np.cumsum((weight[..., 0] * diff[..., high]) * diff[..., low], axis=1)[:, -1]
+    return squares, products
+
+
 class BincountSums:
-    """Per-object sums on the CPU: ``np.bincount`` adds each object's pixels in raster order."""
+    """Per-object sums on the CPU, each object's pixels added in raster order as vigra adds them."""
 
     def sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
         """``(n + 1, k)``: per object the sum of each column."""
@@ -38,17 +160,20 @@ class BincountSums:
 
     def centred_sums(self, columns: np.ndarray, index: np.ndarray, n: int, centre: np.ndarray, powers: bool,
                      pairs: list[tuple[int, int]]) -> tuple[dict[int, np.ndarray], np.ndarray]:
-        """Per object, with d = column - the object's centre: the sums of d^2, d^3, d^4 of each
-        column ({power: (n + 1, k)}, when ``powers``) and of d_a * d_b for each pair ((n + 1, pairs))."""
-        centred = columns - centre[index]
-        moments = {}
-        if powers:
-            squared = centred * centred
-            by_power = {2: squared, 3: squared * centred, 4: squared * squared}
-            moments = {k: self.sums(by_power[k], index, n) for k in (2, 3, 4)}
-        products = np.stack([np.bincount(index, centred[:, a] * centred[:, b], n + 1) for a, b in pairs], axis=1) \
-            if pairs else np.zeros((n + 1, 0))
-        return moments, products
+        """Per object the central moment sums as vigra forms them.
+
+        Returns ``({2: squares, 3: cubes, 4: fourths}, products)``: squares (n + 1, k) and the
+        scatter products (n + 1, len(pairs)) by :func:`running_moment_sums`; when ``powers``, the
+        sums of ``pow(d, 3)`` and ``pow(d, 4)`` (:func:`libm_powers`), d = column - ``centre``
+        (vigra's second pass over the pixels); without ``powers`` the moments are {}.
+        """
+        squares, products = running_moment_sums(columns, index, n, pairs)
+        if not powers:
+            return {}, products
+        cubes, fourths = libm_powers((columns - centre[index]).reshape(-1))
+        shape = columns.shape
+        return {2: squares, 3: self.sums(cubes.reshape(shape), index, n),
+                4: self.sums(fourths.reshape(shape), index, n)}, products
 
 
 class DeviceSums(BincountSums):
@@ -88,14 +213,23 @@ class DeviceSums(BincountSums):
 
     def centred_sums(self, columns, index, n, centre, powers, pairs):
         order, starts = self._runs(index, n)
-        power_sums, pair_sums = self._kernels.object_centred_sums(self._upload(columns), order, starts, centre,
-                                                                  powers, list(pairs))
-        power_sums = self._host(power_sums)
-        moments = {k: power_sums[:, k - 2] for k in (2, 3, 4)} if powers else {}
-        return moments, self._host(pair_sums)
+        squares, products = self._kernels.object_moment_sums(self._upload(columns), order, starts, powers, list(pairs))
+        products = self._host(products)
+        if not powers:
+            return {}, products
+        # The C library's pow cannot run on the device: the powers are formed here, summed there.
+        cubes, fourths = libm_powers((columns - centre[index]).reshape(-1))
+        return {2: self._host(squares), 3: self.sums(cubes.reshape(columns.shape), index, n),
+                4: self.sums(fourths.reshape(columns.shape), index, n)}, products
 
 
 CPU_SUMS = BincountSums()
+
+
+def _libm_pow(values: np.ndarray, exponent: float) -> np.ndarray:
+    """``pow`` of the C library elementwise (NumPy's vectorised power may differ in the last bit)."""
+    flat = [math.pow(v, exponent) if v >= 0 else math.nan for v in values.reshape(-1).tolist()]
+    return np.array(flat, dtype=np.float64).reshape(values.shape)
 
 
 def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[str],
@@ -115,7 +249,7 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
         out["Sum"] = sums
         out["Mean"] = mean
         out["Variance"] = moments[2] / safe[:, None]
-        out["Skewness"] = np.sqrt(count)[:, None] * moments[3] / moments[2] ** 1.5
+        out["Skewness"] = np.sqrt(count)[:, None] * moments[3] / _libm_pow(moments[2], 1.5)
         out["Kurtosis"] = count[:, None] * moments[4] / moments[2] ** 2 - 3.0
     if names & {"Minimum", "Maximum"}:
         out["Minimum"] = np.full((n + 1, channels), np.inf)
@@ -124,9 +258,9 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
             np.minimum.at(out["Minimum"][:, c], index, values[:, c])
             np.maximum.at(out["Maximum"][:, c], index, values[:, c])
     if covariance:
-        cov = (products / safe[:, None]).reshape(n + 1, channels, channels)
-        out["Covariance"] = cov.reshape(n + 1, -1)
-        out["PrincipalAxes"] = _descending_eigen(cov)[1].reshape(n + 1, -1)
+        out["Covariance"] = products / safe[:, None]
+        # vigra takes the eigenvectors of the scatter matrix, not of the covariance (signs differ).
+        out["PrincipalAxes"] = _descending_eigen(products.reshape(n + 1, channels, channels))[1].reshape(n + 1, -1)
     if channels == 1 and names & {"Histogram", "Quantiles"}:
         out.update(_histogram_features(values[:, 0], index, n, count, out, value_range))
     out["Count"] = count[:, None]
@@ -215,15 +349,17 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
     names = set(names)
     n = int(labels.max()) if labels.size else 0
     dims = dims or (2 if labels.shape[2] == 1 else 3)
-    # Only object pixels, in raster order: each object's sums run over the same values in the same order.
-    flat = np.flatnonzero(labels.reshape(-1))
-    index = labels.reshape(-1)[flat].astype(np.int64)
-    values = image.reshape(-1, image.shape[-1])[flat].astype(np.float64)
+    # Only object pixels, in vigra's scan order (x fastest, then y, then z): every object's sums
+    # add the same values in the same order as vigra's accumulators.
+    flat_labels = labels.reshape(-1, order="F")
+    flat = np.flatnonzero(flat_labels)
+    index = flat_labels[flat].astype(np.int64)
+    values = image.reshape(-1, image.shape[-1], order="F")[flat].astype(np.float64)
     if value_range is None and image.shape[-1] == 1:
         value_range = labelled_range(values[:, 0], index)
     out = _intensity_stats(values, index, n, names, value_range, accumulate)
     spatial = labels.shape if dims == 3 else labels.shape[:2]
-    grids = np.stack(np.unravel_index(flat, spatial), axis=1).astype(np.float64)
+    grids = np.stack(np.unravel_index(flat, spatial, order="F"), axis=1).astype(np.float64)
     grids += np.asarray(origin[:dims], dtype=np.float64)
     count = out["Count"][:, 0]
     safe = np.where(count > 0, count, 1.0)
@@ -231,9 +367,9 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
     out["RegionCenter"] = center
     _, products = accumulate.centred_sums(grids, index, n, center, False,
                                           [(a, b) for a in range(dims) for b in range(dims)])
-    cov = (products / safe[:, None]).reshape(n + 1, dims, dims)
-    radii_sq, axes = _descending_eigen(cov)
-    out["RegionRadii"] = np.sqrt(np.maximum(radii_sq, 0.0))
+    scatter_values, axes = _descending_eigen(products.reshape(n + 1, dims, dims))
+    with np.errstate(invalid="ignore"):
+        out["RegionRadii"] = np.sqrt(scatter_values / safe[:, None])
     out["RegionAxes"] = axes.reshape(n + 1, -1)
     boxes = ndimage.find_objects(labels.astype(np.int64) if labels.dtype.kind != "i" else labels)
     low = np.zeros((n + 1, dims))
