@@ -119,7 +119,7 @@ def test_zarr_and_ome_zarr_inputs_and_the_command_line(data, volume, tmp_path, c
     from cli_helpers import run_cli
 
     code, err = run_cli(["--headless", f"--project={data / 'projects/PixelClassification3d.ilp'}", "--export_source=Features",
-                         "--output_format=single-scale OME-Zarr", "--cutout_subregion=[(None,None,None,0),(None,None,None,1)]",
+                         "--output_format=ome-zarr", "--cutout_subregion=[(None,None,None,0),(None,None,None,1)]",
                          f"--output_filename_format={tmp_path}/raw.zarr", "--scheduler=local:2", volume], tmp_path, capsys)
     assert code == 0, err
     # The exported channel (Gaussian smoothing 0.3) as an input: OME-Zarr group and plain array path.
@@ -128,7 +128,7 @@ def test_zarr_and_ome_zarr_inputs_and_the_command_line(data, volume, tmp_path, c
         assert not failures
         assert _read(results[0].output).shape == (60, 120, 110, 2)
     code, err = run_cli(["--headless", f"--project={data / 'projects/PixelClassification3d.ilp'}", "--resume",
-                         "--output_format=single-scale OME-Zarr", f"--output_filename_format={tmp_path}/raw.zarr", volume],
+                         "--output_format=ome-zarr", f"--output_filename_format={tmp_path}/raw.zarr", volume],
                         tmp_path, capsys)
     assert code == 0 and "Skipping" in err  # --resume: the finished output is left alone
 

@@ -53,16 +53,20 @@ IMAGE_FORMATS = {
 }
 
 VOLUME_FORMATS = {
-    "hdf5": "h5", "compressed hdf5": "h5", "numpy": "npy", "multipage tiff": "tiff", "multipage tiff sequence": "tiff",
+    "hdf5": "h5", "compressed hdf5": "h5", "n5": "n5", "compressed n5": "n5", "numpy": "npy",
+    "multipage tiff": "tiff", "multipage tiff sequence": "tiff",
     "zarr": "zarr", "ome-zarr": "zarr", "single-scale OME-Zarr": "zarr", "multi-scale OME-Zarr": "zarr",
 }
-ZARR_FORMATS = ("zarr", "ome-zarr", "single-scale OME-Zarr", "multi-scale OME-Zarr")
+# gpuheadless's own Zarr layouts: one chunk per block, written by cluster workers, resumable.
+ZARR_FORMATS = ("zarr", "ome-zarr")
+# ilastik's OME-Zarr exports (tczyx, levels s0, s1 ..., ilastik's chunks and downscaling).
+ILASTIK_OME_ZARR_FORMATS = ("single-scale OME-Zarr", "multi-scale OME-Zarr")
+# Formats holding a dataset inside a container, named by --output_internal_path.
+CONTAINER_FORMATS = ("hdf5", "compressed hdf5", "n5", "compressed n5")
 
 REFUSED_FORMATS = {
     "dvid": "writes to a DVID server, which gpuheadless does not support; use hdf5 and import it",
-    "n5": "is not supported by gpuheadless; use hdf5",
-    "compressed n5": "is not supported by gpuheadless; use compressed hdf5",
-    "blockwise hdf5": "is not implemented by ilastik either; use hdf5",
+    "blockwise hdf5": "is not implemented by ilastik 1.4.2 either (it fails with NotImplementedError); use hdf5",
 }
 
 
@@ -114,7 +118,7 @@ def check_export_fits(output_format: str, axes: str, shape: tuple[int, ...]) -> 
         The exported array's axes, in output order.
     shape : tuple of int
     """
-    if output_format in ("hdf5", "compressed hdf5", "numpy", "multipage tiff") or output_format in ZARR_FORMATS:
+    if output_format in VOLUME_FORMATS and output_format != "multipage tiff sequence":
         return
     if is_sequence(output_format):
         step = step_axis(axes, shape)

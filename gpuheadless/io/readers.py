@@ -85,6 +85,8 @@ def open_image(path: str, cwd: str | None = None) -> ImageSource:
         Missing or unreadable file, missing HDF5 dataset, unsupported format.
     """
     cwd = cwd or os.getcwd()
+    if "://" in path:
+        return _open_url(path)
     expanded = os.path.expanduser(path)
     external, internal = split_dataset_path(expanded)
     if not os.path.isabs(external):
@@ -104,6 +106,8 @@ def open_image(path: str, cwd: str | None = None) -> ImageSource:
             from .zarr_io import open_zarr_input  # noqa: PLC0415 - zarr is an optional extra
 
             return open_zarr_input(external, internal, path, base)
+        if suffix == ".n5":
+            return _open_n5(external, internal, path, base)
         if internal is not None:
             raise UserError(f"input '{path}': an internal path is only allowed for HDF5 files")
         if suffix == ".npy":
@@ -117,6 +121,53 @@ def open_image(path: str, cwd: str | None = None) -> ImageSource:
     except Exception as exc:  # a reader library's own error on a corrupt file
         raise UserError(f"input '{path}': cannot read it ({type(exc).__name__}: {exc})") from None
     raise UserError(f"input '{path}': unsupported file type '{suffix}'")
+
+
+def _open_url(url: str) -> ImageSource:
+    """An OME-Zarr (or Zarr) image named by a ``file://`` or ``http(s)://`` URL, e.g. ``.../img.zarr/s0``."""
+    from urllib.parse import unquote, urlparse  # noqa: PLC0415
+
+    from .zarr_io import local_path, open_zarr_input  # noqa: PLC0415 - zarr is an optional extra
+
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("file", "http", "https"):
+        raise UserError(f"input '{url}': unsupported URL scheme '{scheme}' (file, http and https are read)")
+    external, internal = split_dataset_path(url)
+    if not external.endswith(".zarr"):
+        raise UserError(f"input '{url}': only OME-Zarr images (a path containing .zarr) are read from URLs")
+    if scheme == "file" and not os.path.exists(local_path(external)):
+        raise UserError(f"input '{url}': file does not exist")
+    path = unquote(urlparse(external).path)
+    base = dict(display=url, nickname=nickname([path], [internal]), dataset_dir=os.path.dirname(path))
+    try:
+        return open_zarr_input(external, internal, url, base)
+    except UserError:
+        raise
+    except Exception as exc:  # a transport or decoding error from fsspec or zarr
+        raise UserError(f"input '{url}': cannot read it ({type(exc).__name__}: {exc})") from None
+
+
+def _open_n5(external: str, internal: str | None, display: str, base: dict) -> ImageSource:
+    from . import n5  # noqa: PLC0415
+
+    if internal is None:
+        found = n5.find_datasets(external)
+        if len(found) != 1:
+            raise UserError(
+                f"input '{display}': {'no' if not found else 'several'} datasets in the N5 container; "
+                f"append the internal path, e.g. {display}/{found[0] if found else 'data'}"
+            )
+        internal = found[0]
+        base["nickname"] = nickname([external], [None])
+    location = os.path.join(external, *internal.strip("/").split("/"))
+    if not n5.is_dataset(location):
+        raise UserError(f"input '{display}': no N5 dataset '{internal}' in {external}")
+    ds = n5.open_dataset(external, internal)
+    axes, resolutions = _axes_from_attrs(ds.attrs, ds.shape)
+    units = _json_attr(ds.attrs, "axis_units") or {}
+    drange = tuple(np.asarray(ds.attrs["drange"]).tolist()) if "drange" in ds.attrs else None
+    return ImageSource(axes=axes, shape=ds.shape, dtype=ds.dtype, read_region=lambda r: ds[r], resolutions=resolutions,
+                       axis_units=units, drange=drange, **base)
 
 
 def _open_hdf5(external: str, internal: str | None, display: str, base: dict) -> ImageSource:
@@ -158,6 +209,8 @@ def _json_attr(attrs: Any, name: str) -> Any:
     value = attrs[name]
     if isinstance(value, bytes):
         value = value.decode()
+    if isinstance(value, dict):
+        return value
     try:
         return json.loads(value)
     except (TypeError, ValueError):

@@ -93,7 +93,7 @@ def open_input(path: str, cwd: str | None = None, stack_along: str = "z") -> Ima
     cwd = cwd or os.getcwd()
     expanded = os.path.expanduser(path)
     is_list = os.pathsep in expanded and not os.path.exists(expanded)
-    if not (has_glob(expanded) or is_list):
+    if "://" in path or not (has_glob(expanded) or is_list):  # a URL is one image, never a list
         return open_image(path, cwd)
     stack_along = (stack_along or "z").lower()
     if len(stack_along) != 1 or stack_along not in "tzyxc":

@@ -45,6 +45,12 @@ def determine_block_shape(max_shape: tuple[int, ...], target_volume: int) -> tup
     return tuple(shape)
 
 
+def ilastik_chunks(axes: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """ilastik's HDF5 and N5 chunk shape: about 512 kB, one t and one c per chunk."""
+    limits = tuple(1 if a in "tc" else n for a, n in zip(axes, shape))
+    return determine_block_shape(limits, 512000 // np.dtype(dtype).itemsize)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -109,8 +115,7 @@ class HDF5Writer(Writer):
         self._file = h5py.File(self.tmp_path, "a")
         if internal_path in self._file:
             del self._file[internal_path]
-        chunk_limits = tuple(1 if a in "tc" else n for a, n in zip(axes, shape))
-        chunks = determine_block_shape(chunk_limits, 512000 // np.dtype(dtype).itemsize)
+        chunks = ilastik_chunks(axes, shape, dtype)
         self._ds = self._file.create_dataset(
             internal_path, shape=shape, dtype=dtype, chunks=chunks if all(shape) else None,
             compression="gzip" if compress else None, compression_opts=1 if compress else None,
@@ -235,6 +240,12 @@ def _as_image(array: np.ndarray, axes: str) -> np.ndarray:
     return image.reshape(image.shape[-3:])
 
 
+EXPORT_HINTS = "_gpuheadless_export"
+"""Key of ``attrs`` carrying what some writers need beyond attributes, never stored itself:
+a dict with ``labels`` (bool: the source is a label image, downscaled by nearest neighbour) and
+``offset`` (dict axis -> int: the export's start, recorded by OME-Zarr as a translation)."""
+
+
 def open_writer(
     output_format: str,
     path: str,
@@ -251,14 +262,26 @@ def open_writer(
 ) -> Any:
     """Create the writer for ``output_format`` (checked with :func:`formats.check_supported`).
 
-    ``chunks`` (the block layout in output axes), ``resolutions`` and ``resume`` matter for Zarr.
+    ``chunks`` (the block layout in output axes), ``resolutions`` and ``resume`` matter for
+    gpuheadless's own ``zarr``/``ome-zarr``; ilastik's formats use ilastik's chunking.
     """
+    attrs = dict(attrs)
+    hints = attrs.pop(EXPORT_HINTS, None) or {}
+    if output_format in formats.ILASTIK_OME_ZARR_FORMATS:
+        from .ome_zarr_ilastik import IlastikOmeZarrWriter  # noqa: PLC0415 - zarr is an optional extra
+
+        return IlastikOmeZarrWriter(path, shape, dtype, axes, attrs, multiscale=output_format == "multi-scale OME-Zarr",
+                                    labels=bool(hints.get("labels")), offset=hints.get("offset"))
     if output_format in formats.ZARR_FORMATS:
         from .zarr_io import ZarrWriter  # noqa: PLC0415 - zarr is an optional extra
 
         return ZarrWriter(path, shape, dtype, axes, chunks or shape, attrs, ome=output_format != "zarr",
-                          resolutions=resolutions or {}, resume=resume,
-                          pyramid=pyramid or output_format == "multi-scale OME-Zarr")
+                          resolutions=resolutions or {}, resume=resume, pyramid=pyramid)
+    if output_format in ("n5", "compressed n5"):
+        from .n5 import N5Writer  # noqa: PLC0415
+
+        return N5Writer(path, internal_path, shape, dtype, axes, ilastik_chunks(axes, shape, dtype), attrs,
+                        compress=output_format == "compressed n5")
     if output_format in ("hdf5", "compressed hdf5"):
         return HDF5Writer(path, internal_path, shape, dtype, axes, attrs, compress=output_format == "compressed hdf5")
     if output_format == "numpy":

@@ -28,37 +28,125 @@ def _zarr() -> Any:
     return zarr
 
 
+def is_url(path: str) -> bool:
+    """Whether an input names a URL (``file://``, ``http(s)://`` ...), as ilastik decides: it has ``://``."""
+    return "://" in path
+
+
+def local_path(url: str) -> str:
+    """The local path of a ``file://`` URL (percent-escapes decoded); other strings unchanged."""
+    from urllib.parse import unquote, urlparse  # noqa: PLC0415
+
+    if not url.startswith("file:"):
+        return url
+    parsed = urlparse(url)
+    return unquote(parsed.path)
+
+
+class _Root:
+    """Where a Zarr hierarchy lives: a local folder, or an ``http(s)`` address read through fsspec."""
+
+    def __init__(self, location: str, display: str) -> None:
+        self.location, self.display = location.rstrip("/"), display
+        self.remote = location.startswith(("http://", "https://"))
+        self._fs = None
+        if self.remote:
+            try:
+                import fsspec  # noqa: PLC0415
+
+                self._fs = fsspec.filesystem("http")
+            except ImportError as exc:
+                raise UsageError(
+                    f"input '{display}': reading Zarr over http(s) needs the cluster extra "
+                    f"(pip install 'gpuheadless[cluster]'; {exc})"
+                ) from None
+
+    def json(self, path: str) -> dict[str, Any] | None:
+        """The JSON document at ``path`` below the root, or None where there is none."""
+        import json  # noqa: PLC0415
+
+        address = f"{self.location}/{path}"
+        try:
+            if self.remote:
+                text = self._fs.cat_file(address)
+            else:
+                with open(address, "rb") as stream:
+                    text = stream.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise UserError(f"input '{self.display}': cannot read {address} ({exc})") from None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise UserError(f"input '{self.display}': {address} is not valid JSON") from None
+        return value if isinstance(value, dict) else None
+
+    def array(self, path: str) -> Any:
+        zarr = _zarr()
+        if self.remote:
+            from zarr.storage import FsspecStore  # noqa: PLC0415
+
+            store = FsspecStore.from_url(self.location, read_only=True)
+            return zarr.open_array(store=store, path=path, mode="r")
+        return zarr.open_array(self.location + ("/" + path if path else ""), mode="r")
+
+
 def open_zarr_input(external: str, internal: str | None, display: str, base: dict) -> Any:
-    """An :class:`~gpuheadless.io.readers.ImageSource` for a Zarr array or an OME-Zarr image."""
+    """An :class:`~gpuheadless.io.readers.ImageSource` for a Zarr array or an OME-Zarr image.
+
+    ``external`` is the ``.zarr`` folder, a ``file://`` URL or an ``http(s)://`` address;
+    ``internal`` the array inside it (an OME-Zarr level such as ``s0``). An OME-Zarr image named
+    without a level is read at its lowest resolution (its last level), as ilastik does. Root
+    metadata is read from ``.zattrs`` directly, so an OME-Zarr without ``.zgroup`` opens too.
+    """
     from .readers import ImageSource, default_axes  # noqa: PLC0415
 
-    zarr = _zarr()
+    root = _Root(local_path(external) if external.startswith("file:") else external, display)
+    inner = (internal or "").strip("/")
+    attrs = root.json(".zattrs") or {}
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    axes, resolutions, units = None, {}, {}
+    if multiscales and isinstance(multiscales, list):
+        spec = next((m for m in multiscales if any(d.get("path") == inner for d in m.get("datasets", []))), None)
+        if spec is None and not inner:
+            spec = multiscales[0]
+        if spec is not None:
+            names = [a["name"] if isinstance(a, dict) else a for a in spec.get("axes", "tczyx")]
+            axes = "".join(str(n).lower() for n in names)
+            units = {a["name"]: a["unit"] for a in spec.get("axes", []) if isinstance(a, dict) and a.get("unit")}
+            level = next(d for d in spec["datasets"] if d.get("path") == inner) if inner else spec["datasets"][-1]
+            inner = level["path"]
+            resolutions = _level_resolution(spec, level, axes)
+    elif not inner and root.json(".zarray") is None:
+        raise UserError(f"input '{display}': a Zarr group without OME-Zarr multiscales; append the array path")
     try:
-        node = zarr.open(external, mode="r")
-        if internal:
-            node = node[internal]
-    except Exception as exc:
+        array = root.array(inner)
+    except Exception as exc:  # zarr's and fsspec's own errors for a missing or broken array
         raise UserError(f"input '{display}': not a readable Zarr array ({type(exc).__name__}: {exc})") from None
-    resolutions: dict[str, float] = {}
-    axes = None
-    group_attrs = dict(node.attrs) if not hasattr(node, "shape") else {}
-    if not hasattr(node, "shape"):  # a group: OME-Zarr image, take its first (full-resolution) level
-        multiscales = group_attrs.get("multiscales") or group_attrs.get("ome", {}).get("multiscales")
-        if not multiscales:
-            raise UserError(f"input '{display}': a Zarr group without OME-Zarr multiscales; append the array path")
-        level = multiscales[0]["datasets"][0]
-        axes = "".join(a["name"] if isinstance(a, dict) else a for a in multiscales[0].get("axes", []))
-        for transform in level.get("coordinateTransformations", []):
-            if transform.get("type") == "scale":
-                resolutions = {a: float(s) for a, s in zip(axes, transform["scale"]) if a != "c"}
-        node = node[level["path"]]
-    array = node
     if not axes or len(axes) != array.ndim:
         axes = default_axes(tuple(array.shape))
     return ImageSource(
         axes=axes, shape=tuple(array.shape), dtype=np.dtype(array.dtype), read_region=lambda r: array[r],
-        resolutions=resolutions, **base,
+        resolutions=resolutions, axis_units=units, **base,
     )
+
+
+def _level_resolution(spec: dict[str, Any], level: dict[str, Any], axes: str) -> dict[str, float]:
+    """Pixel size per axis (not c) of one level: its scale times the image-wide scale, if any."""
+    def scale(transforms: Any) -> list[float] | None:
+        for t in transforms or []:
+            if isinstance(t, dict) and t.get("type") == "scale" and len(t.get("scale", [])) == len(axes):
+                return [float(v) for v in t["scale"]]
+        return None
+
+    values = scale(level.get("coordinateTransformations"))
+    if values is None:
+        return {}
+    outer = scale(spec.get("coordinateTransformations"))
+    if outer is not None:
+        values = [a * b for a, b in zip(values, outer)]
+    return {a: v for a, v in zip(axes, values) if a != "c"}
 
 
 class ZarrWriter:

@@ -22,7 +22,7 @@ from ..forest.model import Forest
 from ..io import formats
 from ..io.naming import format_known, placeholder_names, replace_extension, roi_values
 from ..io.stacks import open_input
-from ..io.writers import axistags_json
+from ..io.writers import EXPORT_HINTS, axistags_json
 from ..project.ilp import Project
 from .lane import Lane, check_against_training, lane_axes
 
@@ -169,7 +169,8 @@ def _plan_export(config, project, source, output_format, lane: Lane, plan: Featu
     return LanePlan(
         path=path, mask_path=mask_path, lane_axes=lane.axes, plan=plan, region=region, out_axes=out_axes, out_shape=out_shape,
         transform=transform, output_format=output_format, final_path=final_path, internal_path=internal_path,
-        attrs=_dataset_attrs(lane, out_axes, transform, source), slice_offset=slice_offset,
+        attrs=_dataset_attrs(lane, out_axes, transform, source, {a: region[a][0] for a in "tzyxc"}),
+        slice_offset=slice_offset,
     )
 
 
@@ -218,9 +219,14 @@ def _output_location(config, project, lane: Lane, source, output_format, interna
     return path, internal_path
 
 
-def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source: str) -> dict[str, Any]:
+_LABEL_SOURCES = ("Simple Segmentation", "Labels")  # ilastik marks these as label images (nearest-neighbour pyramids)
+
+
+def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source: str,
+                   offset: dict[str, int]) -> dict[str, Any]:
     resolutions = {a: lane.source.resolutions.get(a, 0) for a in out_axes if a != "c"}
-    attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": "grayscale"}
+    attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": "grayscale",
+                             EXPORT_HINTS: {"labels": source in _LABEL_SOURCES, "offset": offset}}
     drange = transform.drange
     if drange is None:
         if source in ("Probabilities", "Uncertainty"):
