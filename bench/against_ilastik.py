@@ -1,14 +1,17 @@
 """Every command line of the reference MANIFEST, run by the real ilastik and by gpuheadless.
 
-Each command of ``../shared/data/ilastik/reference/MANIFEST.md`` runs twice in fresh processes,
+Group ``manifest``: each command of ``../shared/data/ilastik/reference/MANIFEST.md``; group
+``exports``: every export source of every Pixel Classification test project with default names
+and formats. Each command runs twice in fresh processes,
 once with ilastik's launcher and once with ``python -m gpuheadless`` (same arguments, same
 working-directory layout, ``LAZYFLOW_THREADS=2``), each in its own scratch folder. Every output
-file is then compared: array values (HDF5, PNG, TIFF), HDF5 attributes, and CSV tables cell by
+file either wrote (found by listing the folders before and after; the two sets of names must be
+equal) is then compared: array values (HDF5, PNG, TIFF), HDF5 attributes, and CSV tables cell by
 cell with columns matched by name (ilastik's column order depends on Python's hash seed). The
-live ilastik output is also compared with the stored reference file, which shows that the
-ilastik being run is the one that made the references.
+live ilastik output of a MANIFEST command is also compared with the stored reference file, which
+shows that the ilastik being run is the one that made the references.
 
-    ILASTIK=/path/to/run_ilastik python bench/against_ilastik.py [--json out.json] [--only SUBSTRING]
+    ILASTIK=/path/to/run_ilastik python bench/against_ilastik.py [--groups manifest exports] [--only TEXT] [--json out.json]
 
 Prints one row per output file and exits 1 if any difference is not one of the explained ones
 (``EXPLAINED``). The live test suite (``tests/live/test_manifest_live.py``) runs the same cases.
@@ -57,14 +60,15 @@ EXPLAINED = {
 FOREST_ORDER_ROUNDING = 2.0 ** -23
 FOREST_ORDER_NOTE = ("identical to ilastik's stored output; the live ilastik differs from its own stored output by one "
                      "float32 rounding (it adds its forests' votes in the order its threads finish)")
+FOREST_ORDER_NOTE_LIVE = "at most one float32 rounding (ilastik adds its forests' votes in the order its threads finish)"
 
 
 @dataclass(frozen=True)
 class Command:
-    """One MANIFEST command line and the reference files it wrote."""
+    """One command line; ``group`` says where it comes from (``manifest`` or a generated group)."""
 
     args: tuple[str, ...]          # the arguments after the ``ilastik`` launcher word
-    outputs: tuple[str, ...]       # file names in reference/
+    group: str = "manifest"
 
 
 @dataclass
@@ -72,11 +76,12 @@ class Comparison:
     """One output file of both programs, compared."""
 
     output: str
+    group: str = "manifest"
     values: int = 0
     differing: int = 0
     max_diff: float = 0.0
     attributes_equal: bool = True
-    reference_identical: bool = True   # live ilastik == stored reference
+    reference_identical: bool | None = None   # live ilastik == stored reference (manifest outputs only)
     problems: list[str] = field(default_factory=list)
     explained: str = ""
 
@@ -85,18 +90,60 @@ class Comparison:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class Finished:
+    """One program's run of one command: exit status, wall seconds, output tail, files it wrote."""
+
+    returncode: int
+    wall_s: float
+    tail: str
+    written: frozenset[str]
+
+
 def manifest_commands(data: Path) -> list[Command]:
-    """The distinct command lines of MANIFEST.md, with the outputs each one wrote."""
-    by_args: dict[tuple[str, ...], list[str]] = {}
+    """The distinct command lines of MANIFEST.md, in its order."""
+    commands: dict[tuple[str, ...], None] = {}
     for line in (data / "reference" / "MANIFEST.md").read_text().splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) < 12 or not re.fullmatch(r"\d+", cells[1]):
             continue
-        output = cells[2].strip("`")
         command = next(c for c in cells if c.startswith("`ilastik "))
-        words = shlex.split(command.strip("`"))
-        by_args.setdefault(tuple(words[1:]), []).append(output)
-    return [Command(args, tuple(outputs)) for args, outputs in by_args.items()]
+        commands[tuple(shlex.split(command.strip("`"))[1:])] = None
+    return [Command(args) for args in commands]
+
+
+# Every Pixel Classification test project with the input it was trained on (MANIFEST.md).
+PIXEL_PROJECTS = {
+    "PixelClassification2d.ilp": "inputs/2d.h5/data",
+    "PixelClassification2d3c.ilp": "inputs/2d3c.h5/data",
+    "PixelClassification3d.ilp": "inputs/3d.h5/data",
+    "PixelClassification3d1c.ilp": "inputs/3d1c.h5/data",
+    "PixelClassification3d2c.ilp": "inputs/3d2c.h5/data",
+    "PixelClassification5t2d1c.ilp": "inputs/5t2d1c.h5/data",
+    "PixelClassification5t2d2c.ilp": "inputs/5t2d2c.h5/data",
+    "PixelClassification5t3d2c.ilp": "inputs/5t3d2c.h5/data",
+    "PixelClassification2d_units.ilp": "inputs/2d_with_pixel_sizes.tif",
+}
+SMALL = {"PixelClassification2d3c.ilp", "PixelClassification3d.ilp", "PixelClassification5t2d1c.ilp",
+         "PixelClassification5t2d2c.ilp", "PixelClassification2d_units.ilp"}
+
+
+def export_commands() -> list[Command]:
+    """Every export source of every Pixel Classification project, with no other flag.
+
+    Output name, folder and format are each program's defaults (the project's stored export
+    settings, else ilastik's), so the files written must match by name as well as by content.
+    Features only for the small projects (a full-image Features export of 2d.h5 is 154 MB).
+    """
+    commands = []
+    for project, image in PIXEL_PROJECTS.items():
+        sources = ["Probabilities", "Simple Segmentation", "Uncertainty", "Labels"] + (["Features"] if project in SMALL else [])
+        for source in sources:
+            commands.append(Command(("--headless", f"--project=projects/{project}", f"--export_source={source}", image), "exports"))
+    return commands
+
+
+GROUPS = {"manifest": lambda data: manifest_commands(data), "exports": lambda data: export_commands()}
 
 
 def prepare_workspace(data: Path, root: Path) -> Path:
@@ -127,13 +174,22 @@ def program_command(program: str) -> list[str]:
     return [launcher, "-m", "ilastik"] if Path(launcher).name.startswith("python") else [launcher]
 
 
-def run(program: str, command: Command, workspace: Path, threads: int = 2) -> tuple[int, float, str]:
-    """Run one command line in ``workspace``; returns (exit status, wall seconds, output tail)."""
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file under ``root`` (links to folders not followed)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def run(program: str, command: Command, workspace: Path, threads: int = 2) -> Finished:
+    """Run one command line in ``workspace``; the files it wrote are found by comparing listings."""
     env = dict(os.environ, LAZYFLOW_THREADS=str(threads), QT_QPA_PLATFORM="offscreen")
+    before = snapshot(workspace)
     start = time.perf_counter()
     done = subprocess.run([*program_command(program), *command.args], cwd=workspace, env=env,
                           capture_output=True, text=True, timeout=1800)
-    return done.returncode, time.perf_counter() - start, (done.stdout + done.stderr)[-2000:]
+    wall = time.perf_counter() - start
+    after = snapshot(workspace)
+    written = frozenset(k for k, v in after.items() if before.get(k) != v and not k.startswith("projects/"))
+    return Finished(done.returncode, wall, (done.stdout + done.stderr)[-2000:], written)
 
 
 def load_array(path: Path) -> np.ndarray:
@@ -161,10 +217,11 @@ def hdf5_attributes(path: Path) -> dict[str, object]:
             value = value.decode()
         if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
             value = json.loads(value)
-        elif isinstance(value, np.ndarray):
-            value = [v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v for v in value.ravel()]
+        elif isinstance(value, np.ndarray):  # the type matters too: ilastik stores drange in the data's type
+            value = (value.dtype.str if value.dtype.kind != "O" else "str",
+                     [v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v for v in value.ravel()])
         elif isinstance(value, np.generic):
-            value = value.item()
+            value = (value.dtype.str, value.item())
         out[key] = value
     return out
 
@@ -209,43 +266,48 @@ def compare_arrays(ours: Path, theirs: Path, result: Comparison, tolerance: floa
             result.problems.append(f"HDF5 attributes differ: {keys} ours {[mine.get(k) for k in keys]} ilastik {[ilastik.get(k) for k in keys]}")
 
 
-def compare_output(name: str, ours_dir: Path, ilastik_dir: Path, data: Path) -> Comparison:
-    """Our file against live ilastik's, and live ilastik's against the stored reference."""
-    result = Comparison(name)
-    ours, theirs, stored = ours_dir / "reference" / name, ilastik_dir / "reference" / name, data / "reference" / name
+def compare_output(name: str, ours_dir: Path, ilastik_dir: Path, data: Path, group: str = "manifest") -> Comparison:
+    """Our file against live ilastik's; for MANIFEST outputs also live ilastik's against the stored one.
+
+    ``name`` is relative to the workspaces. ilastik adds its forests' votes in the order its
+    threads finish them, so two of its own runs can differ by one float32 rounding: such a
+    difference is accepted where ours equals ilastik's stored output (MANIFEST), or, for outputs
+    without a stored one, where it is no larger than that rounding (counted and reported).
+    """
+    result = Comparison(name, group)
+    ours, theirs = ours_dir / name, ilastik_dir / name
+    stored = data / name if name.startswith("reference/") else None
     for path, who in ((ours, "gpuheadless"), (theirs, "ilastik")):
         if not path.exists():
             result.problems.append(f"{who} wrote no {name}")
     if result.problems:
         return result
-    tolerance, result.explained = EXPLAINED.get(name, (0.0, ""))
+    tolerance, result.explained = EXPLAINED.get(Path(name).name, (0.0, ""))
     if name.endswith(".csv"):
         compare_tables(ours, theirs, result)
-        result.reference_identical = read_table(theirs) == read_table(stored)
-        if not result.reference_identical:
-            result.problems.append("the live ilastik's table differs from the stored reference")
+        if stored is not None:
+            result.reference_identical = read_table(theirs) == read_table(stored)
+            if not result.reference_identical:
+                result.problems.append("the live ilastik's table differs from the stored reference")
         return result
-    live, reference, mine = load_array(theirs), load_array(stored), load_array(ours)
-    result.reference_identical = bool(np.array_equal(live, reference))
-    if not result.reference_identical and np.array_equal(mine, reference) and mine.dtype.kind == "f" \
-            and np.abs(live.astype(np.float64) - reference).max() <= FOREST_ORDER_ROUNDING:
-        # ilastik adds its forests' votes in the order the forests finish (threads), so its own
-        # runs differ by a float32 rounding; ours equals the stored run exactly.
-        tolerance, result.explained = FOREST_ORDER_ROUNDING, FOREST_ORDER_NOTE
+    live, mine = load_array(theirs), load_array(ours)
+    if stored is not None:
+        reference = load_array(stored)
+        result.reference_identical = bool(np.array_equal(live, reference))
+        if not result.reference_identical and np.array_equal(mine, reference) and mine.dtype.kind == "f" \
+                and np.abs(live.astype(np.float64) - reference).max() <= FOREST_ORDER_ROUNDING:
+            tolerance, result.explained = FOREST_ORDER_ROUNDING, FOREST_ORDER_NOTE
+    elif mine.dtype.kind == "f" and not tolerance and ("Probabilities" in name or "Uncertainty" in name):
+        tolerance, result.explained = FOREST_ORDER_ROUNDING, FOREST_ORDER_NOTE_LIVE
     compare_arrays(ours, theirs, result, tolerance)
     return result
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Size and modification time of every file under ``root`` (to prove nothing wrote there)."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
-
-
-def run_all(data: Path, scratch: Path, only: str = "") -> tuple[list[Comparison], dict[str, float]]:
-    """Run every selected MANIFEST command with both programs; the comparisons and wall times."""
+def run_all(data: Path, scratch: Path, groups: list[str], only: str = "") -> tuple[list[Comparison], dict[str, float]]:
+    """Run every selected command with both programs; the comparisons and wall times."""
     before = snapshot(data)
     try:
-        return _run_all(data, scratch, only)
+        return _run_all(data, scratch, groups, only)
     finally:
         after = snapshot(data)
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
@@ -253,22 +315,35 @@ def run_all(data: Path, scratch: Path, only: str = "") -> tuple[list[Comparison]
             raise RuntimeError(f"a program wrote into the reference data {data}: {changed}")
 
 
-def _run_all(data: Path, scratch: Path, only: str) -> tuple[list[Comparison], dict[str, float]]:
+def run_both(command: Command, workspaces: dict[str, Path], data: Path) -> tuple[list[Comparison], dict[str, Finished]]:
+    """One command by both programs; one comparison per file either wrote."""
+    finished = {program: run(program, command, workspace) for program, workspace in workspaces.items()}
+    comparisons = []
+    for name in sorted(finished["ilastik"].written | finished["gpuheadless"].written):
+        result = compare_output(name, workspaces["gpuheadless"], workspaces["ilastik"], data, command.group)
+        for program, done in finished.items():
+            if done.returncode != 0:
+                last = done.tail.strip().splitlines()[-1] if done.tail.strip() else ""
+                result.problems.append(f"{program} exited {done.returncode}: {last}")
+        comparisons.append(result)
+    if not comparisons:
+        comparisons.append(Comparison(" ".join(command.args), command.group, problems=[
+            f"{p} wrote nothing (exit {d.returncode}: {d.tail.strip().splitlines()[-1] if d.tail.strip() else ''})"
+            for p, d in finished.items()]))
+    return comparisons, finished
+
+
+def _run_all(data: Path, scratch: Path, groups: list[str], only: str) -> tuple[list[Comparison], dict[str, float]]:
     workspaces = {p: prepare_workspace(data, scratch / p) for p in ("ilastik", "gpuheadless")}
     comparisons, walls = [], {"ilastik": 0.0, "gpuheadless": 0.0}
-    for command in manifest_commands(data):
-        if only and not any(only in o for o in command.outputs):
-            continue
-        statuses = {}
-        for program, workspace in workspaces.items():
-            statuses[program] = run(program, command, workspace)
-            walls[program] += statuses[program][1]
-        for name in command.outputs:
-            result = compare_output(name, workspaces["gpuheadless"], workspaces["ilastik"], data)
-            for program, (code, _, tail) in statuses.items():
-                if code != 0:
-                    result.problems.append(f"{program} exited {code}: {tail.strip().splitlines()[-1] if tail.strip() else ''}")
-            comparisons.append(result)
+    for group in groups:
+        for command in GROUPS[group](data):
+            if only and not any(only in a for a in command.args):
+                continue
+            found, finished = run_both(command, workspaces, data)
+            comparisons += found
+            for program, done in finished.items():
+                walls[program] += done.wall_s
     return comparisons, walls
 
 
@@ -276,20 +351,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--scratch", type=Path, help="folder for both programs' outputs (default: a temporary one)")
-    parser.add_argument("--only", default="", help="only commands whose output name contains this")
+    parser.add_argument("--only", default="", help="only commands with an argument containing this")
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         scratch = args.scratch or Path(tmp)
-        comparisons, walls = run_all(args.data, scratch, args.only)
-    print("| output | values | differing | max diff | attributes | live ilastik = reference | verdict |")
-    print("|---|---|---|---|---|---|---|")
+        comparisons, walls = run_all(args.data, scratch, args.groups, args.only)
+    print("| group | output | values | differing | max diff | attributes | live ilastik = reference | verdict |")
+    print("|---|---|---|---|---|---|---|---|")
     for c in comparisons:
         verdict = "identical" if c.ok and not c.differing else ("explained: " + c.explained if c.ok else "; ".join(c.problems))
-        print(f"| {c.output} | {c.values} | {c.differing} | {c.max_diff:.3g} | {'equal' if c.attributes_equal else 'DIFFER'} "
-              f"| {'yes' if c.reference_identical else 'NO'} | {verdict} |")
+        stored = {None: "–", True: "yes", False: "NO"}[c.reference_identical]
+        print(f"| {c.group} | {c.output} | {c.values} | {c.differing} | {c.max_diff:.3g} | "
+              f"{'equal' if c.attributes_equal else 'DIFFER'} | {stored} | {verdict} |")
     values = sum(c.values for c in comparisons)
     print(f"\n{len(comparisons)} outputs, {values} values compared, {sum(c.differing for c in comparisons)} differing; "
           f"{sum(not c.ok for c in comparisons)} unexplained. Wall time summed: ilastik {walls['ilastik']:.1f} s, "

@@ -225,11 +225,15 @@ _LABEL_SOURCES = ("Simple Segmentation", "Labels")  # ilastik marks these as lab
 def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source: str,
                    offset: dict[str, int]) -> dict[str, Any]:
     resolutions = {a: lane.source.resolutions.get(a, 0) for a in out_axes if a != "c"}
-    attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": "grayscale",
+    # ilastik's label array says display "default" and range 0..255 whatever the raw data's type
+    display_mode = "default" if source == "Labels" else "grayscale"
+    attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": display_mode,
                              EXPORT_HINTS: {"labels": source in _LABEL_SOURCES, "offset": offset}}
     drange = transform.drange
     if drange is None:
-        if source in ("Probabilities", "Uncertainty"):
+        if source == "Labels":
+            drange = (0, 255)
+        elif source in ("Probabilities", "Uncertainty"):
             drange = (0.0, 1.0)
         elif source == "Simple Segmentation":
             drange = (0, 1)
