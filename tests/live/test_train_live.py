@@ -16,11 +16,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from gpuheadless import train
 
 from .ilastik_runner import run_gpuheadless, run_ilastik, run_ilastik_python
+from .synthetic import class_image, scribbles, truth_map
 
 
 @dataclass(frozen=True)
@@ -54,39 +54,6 @@ CASES = [
 ]
 
 
-def _truth(rng: np.random.Generator, shape: tuple[int, ...], n_classes: int) -> np.ndarray:
-    """A smooth random partition of the image into classes 0..n-1 (by quantiles)."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0)
-    edges = np.quantile(field, np.linspace(0, 1, n_classes + 1)[1:-1])
-    return np.digitize(field, edges)
-
-
-def _image(rng: np.random.Generator, truth: np.ndarray, channels: int) -> np.ndarray:
-    """uint8 image whose channels depend on the class differently, plus noise; channels last."""
-    planes = []
-    for c in range(channels):
-        gain = 40 + 25 * c
-        plane = 60 + gain * ((truth * (c + 1)) % 4) + rng.normal(0, 25, truth.shape)
-        planes.append(np.clip(ndimage.gaussian_filter(plane, 0.8), 0, 255))
-    return np.stack(planes, axis=-1).astype(np.uint8)
-
-
-def _labels(rng: np.random.Generator, truth: np.ndarray, dense: bool) -> np.ndarray:
-    """Class + 1 everywhere (dense) or on a few short scribbles per class (sparse)."""
-    labels = (truth + 1).astype(np.uint8)
-    if dense:
-        return labels
-    keep = np.zeros(truth.shape, bool)
-    for _ in range(12):
-        start = [int(rng.integers(0, n)) for n in truth.shape]
-        line = tuple(slice(s, s + 1) for s in start[:-1]) + (slice(start[-1], start[-1] + 9),)
-        keep[line] = True
-    for k in range(truth.max() + 1):  # every class gets scribbled at least once
-        where = np.argwhere(truth == k)
-        keep[tuple(where[rng.integers(len(where))])] = True
-    return np.where(keep, labels, 0).astype(np.uint8)
-
-
 def _save(image: np.ndarray, path: Path, fmt: str) -> str:
     """Write ``image`` (spatial axes + c) in ``fmt``; returns the input path to give the programs."""
     squeezed = image[..., 0] if image.shape[-1] == 1 else image
@@ -112,14 +79,14 @@ def _make_case(case: Case, folder: Path, seed: int) -> dict:
     folder.mkdir(parents=True)
     raws, label_paths, label_arrays = [], [], []
     for k in range(case.n_images):
-        truth = _truth(rng, case.shape, case.n_classes)
-        raws.append(_save(_image(rng, truth, case.channels), folder / f"train{k}", case.fmt))
-        labels = _labels(rng, truth, case.dense)
+        truth = truth_map(rng, case.shape, case.n_classes)
+        raws.append(_save(class_image(rng, truth, case.channels), folder / f"train{k}", case.fmt))
+        labels = scribbles(rng, truth, case.dense)
         with h5py.File(folder / f"labels{k}.h5", "w") as f:
             f["data"] = labels
         label_paths.append(str(folder / f"labels{k}.h5/data"))
         label_arrays.append(labels)
-    unseen = _save(_image(rng, _truth(rng, case.shape, case.n_classes), case.channels), folder / "unseen", case.fmt)
+    unseen = _save(class_image(rng, truth_map(rng, case.shape, case.n_classes), case.channels), folder / "unseen", case.fmt)
     names = [f"class {k}" for k in range(1, case.n_classes + 1)]
     project = train(raws, label_paths, str(folder / "project.ilp"), features=case.features, trees=30, seed=seed,
                     label_names=names, threads=2, in_2d=case.in_2d)
