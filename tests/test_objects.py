@@ -2,6 +2,7 @@
 (ObjectClassification5t3d2c_wPred: 5 time points, 2 channels, 3D)."""
 from __future__ import annotations
 
+import math
 import os
 
 import h5py
@@ -418,3 +419,85 @@ def test_compiled_skeleton_equals_the_python_reference(data):
             np.testing.assert_array_equal(compiled[name], reference[name], err_msg=name)
         objects += len(compiled["Diameter"]) - 1
     assert objects > 300
+
+
+# Literals below were printed by vigra 1.11.1 (Debian python3-vigra, the library ilastik 1.4.2 runs
+# on here) as float.hex() of its results for the same inputs.
+
+def test_smoothing_taps_are_vigras_gaussian_kernel():
+    from gpuheadless.objects.threshold import gaussian_taps
+
+    # vigra.filters.gaussianKernel(2.5, 1.0, 2.0)[0..5]; exp(-x*x/(2 s*s)) normalised differs here
+    expected = ["0x1.4fce0a14b3f86p-3", "0x1.35fca7fbb2166p-3", "0x1.e7b0503d092a6p-4", "0x1.46e853c3d288dp-4",
+                "0x1.75770fe452ec1p-5", "0x1.6b91e8038ac4bp-6"]
+    taps = gaussian_taps(2.5)
+    assert [float(t).hex() for t in taps[5:]] == expected
+    np.testing.assert_array_equal(taps, taps[::-1])
+
+
+def test_smoothing_is_vigras_bit_for_bit():
+    import hashlib
+
+    from gpuheadless.objects.threshold import smooth
+
+    # vigra.filters.gaussianSmoothing(taggedView(a, "zyx"), [0.7, 1.3, 1.0], window_size=2.0,
+    # roi=((0, 0, 0), a.shape)), as ilastik's Threshold and Size Filter calls it: sha256 of the
+    # float32 result and its first values (passes x, y, z; sums from the leftmost tap).
+    a = ((np.arange(4 * 7 * 9).reshape(4, 7, 9) * 0.37) % 1).astype(np.float32)
+    out = smooth(a[..., None], (0.7, 1.3, 1.0))[..., 0]
+    assert [float(v).hex() for v in out.ravel()[:3]] == ["0x1.9de2180000000p-2", "0x1.94353e0000000p-2",
+                                                         "0x1.944cc00000000p-2"]
+    assert hashlib.sha256(out.tobytes()).hexdigest() == "3c25740f88ba850f0d05669cf974e52851256404fa70f8f4623b3042aacfe8ad"
+
+
+def test_moments_and_axes_are_vigras_accumulators():
+    from gpuheadless.objects.features import standard_features
+
+    # One object (11 pixels of a 4 x 3 image, x fastest), two channels near 1000 so the running
+    # (Welford) and two-pass sums differ; vigra.analysis.extractRegionFeatures on xy(c) views.
+    values = (1000.0 + (np.arange(12) * 0.713) % 1).astype(np.float32).reshape(3, 4)
+    image = np.stack([values, values[::-1] * 0.5], -1).astype(np.float32).transpose(1, 0, 2)[:, :, None, :]
+    labels = np.ones((3, 4), np.uint32)
+    labels[0, 0] = 0
+    names = ["Covariance", "PrincipalAxes", "RegionAxes", "RegionRadii", "Skewness"]
+    got = standard_features(image, labels.T[:, :, None], names, dtype=np.float64)
+    expected = {
+        "Covariance": ["0x1.459bc8e043adcp-4", "0x1.1cdaf9fbc5167p-8", "0x1.1cdaf9fbc5167p-8", "0x1.9d06ee9854973p-6"],
+        "PrincipalAxes": ["0x1.fe631bc2b3f84p-1", "0x1.44dc0e550414ep-4", "0x1.44dc0e550414ep-4",
+                          "-0x1.fe631bc2b3f84p-1"],
+        "RegionAxes": ["0x1.ee63e0a19f0a2p-1", "-0x1.0a4039e0376e2p-2", "-0x1.0a4039e0376e2p-2",
+                       "-0x1.ee63e0a19f0a2p-1"],
+        "RegionRadii": ["0x1.1626fe60837b7p+0", "0x1.889f21cdae398p-1"],
+        "Skewness": ["-0x1.83fc0ee75780ap-4", "0x1.fc3c139c4ccf7p-5"],
+    }
+    for name, hexes in expected.items():
+        assert [float(v).hex() for v in got[name][1]] == hexes, name
+
+
+def test_running_moment_sums_are_welford_updates_in_pixel_order():
+    from gpuheadless.objects.features import running_moment_sums
+
+    rng = np.random.default_rng(4)
+    columns = 1000.0 + rng.random((40, 2))
+    index = rng.integers(0, 4, 40)
+    squares, products = running_moment_sums(columns, index, 3, [(0, 1), (1, 0)])
+    for o in range(1, 4):
+        total, m2, scatter = np.zeros(2), np.zeros(2), 0.0
+        for j, x in enumerate(columns[index == o], start=1):
+            total = total + x
+            if j > 1:
+                diff = total / j - x
+                m2 = m2 + j / (j - 1.0) * (diff * diff)
+                scatter += (j / (j - 1.0) * diff[1]) * diff[0]
+        np.testing.assert_array_equal(squares[o], m2)
+        assert products[o, 0] == products[o, 1] == scatter
+
+
+def test_powers_are_the_c_librarys_pow():
+    from gpuheadless.objects.features import libm_powers
+
+    d = np.random.default_rng(2).standard_normal(20000) * 37.0
+    cubes, fourths = libm_powers(d)
+    assert [float(v) for v in cubes] == [math.pow(v, 3.0) for v in d.tolist()]
+    assert [float(v) for v in fourths] == [math.pow(v, 4.0) for v in d.tolist()]
+    assert np.count_nonzero(d * d * d != cubes) > 1000  # the naive product is not the same
