@@ -32,7 +32,8 @@ def _descending_eigen(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a double into two 26-bit halves
-_WELFORD_CHUNK = 1 << 21  # padded pixels per block of objects in the running sums
+_WELFORD_CHUNK = 1 << 18  # padded pixels per block of objects in the running sums (about 6 float64
+# temporaries of this many pixels times the columns: some 40 MB for 3 columns)
 
 
 def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
