@@ -115,3 +115,98 @@ def test_several_inputs_in_one_call(data, tmp_path, capsys):
                       str(data / "inputs/2d3c.h5/data"), str(data / "inputs/2d3c.h5")], tmp_path, capsys)
     assert code == 0, err
     assert sorted(os.listdir(tmp_path / "out")) == ["2d3c-data.h5", "2d3c.h5"]
+
+
+# --- OME-Zarr by URL and N5 ------------------------------------------------------------------------
+
+def _ome_zarr(tmp_path, image, name="img.zarr"):
+    from gpuheadless.io.ome_zarr_ilastik import IlastikOmeZarrWriter
+    from gpuheadless.io.writers import axistags_json
+
+    path = str(tmp_path / name)
+    writer = IlastikOmeZarrWriter(path, image.shape, image.dtype, "yx", {"axistags": axistags_json("yx")}, multiscale=True)
+    writer.write((slice(None),) * 2, image)
+    writer.commit()
+    return path
+
+
+def test_ome_zarr_file_url_without_zgroup_and_root_at_lowest_resolution(tmp_path):
+    pytest.importorskip("zarr")
+    image = np.arange(1100 * 1030, dtype=np.uint32).reshape(1100, 1030) % 251
+    path = _ome_zarr(tmp_path, image.astype(np.uint8), "my img.zarr")  # a space: escaped in the URL
+    os.remove(os.path.join(path, ".zgroup"))
+    url = "file://" + path.replace(" ", "%20") + "/s0"
+    source = open_input(url)  # a URL has a colon: one image, not a path list
+    assert source.axes == "tczyx" and source.shape == (1, 1, 1, 1100, 1030) and source.nickname == "s0"
+    np.testing.assert_array_equal(source.read((slice(None),) * 5)[0, 0, 0], image.astype(np.uint8))
+    root = open_input(path)  # ilastik takes the last (lowest-resolution) level of an image named by its root
+    assert root.shape == (1, 1, 1, 550, 515) and root.resolutions["y"] == 2.0
+
+
+def test_ome_zarr_over_http(tmp_path):
+    pytest.importorskip("zarr")
+    pytest.importorskip("aiohttp")
+    import functools
+    import http.server
+    import threading
+
+    image = (np.arange(60 * 70) % 200).astype(np.uint8).reshape(60, 70)
+    _ome_zarr(tmp_path, image)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        source = open_input(f"{base}/img.zarr/s0")
+        np.testing.assert_array_equal(source.read((slice(None),) * 5)[0, 0, 0], image)
+        with pytest.raises(Exception, match="not a readable Zarr array|cannot read"):
+            open_input(f"{base}/img.zarr/s7")
+    finally:
+        server.shutdown()
+
+
+def _hand_written_n5(folder, data, block, gz, attrs):
+    """An N5 dataset written from the format description (independent of gpuheadless.io.n5)."""
+    import gzip
+    import json
+    import struct
+
+    os.makedirs(folder)
+    json.dump({"n5": "2.0.0"}, open(os.path.join(os.path.dirname(folder), "attributes.json"), "w"))
+    json.dump({"dimensions": list(data.shape[::-1]), "blockSize": list(block[::-1]), "dataType": data.dtype.name,
+               "compression": {"type": "gzip", "level": 6} if gz else {"type": "raw"}, **attrs},
+              open(os.path.join(folder, "attributes.json"), "w"))
+    for index in np.ndindex(*(-(-n // b) for n, b in zip(data.shape, block))):
+        piece = data[tuple(slice(i * b, (i + 1) * b) for i, b in zip(index, block))]
+        body = piece.astype(piece.dtype.newbyteorder(">")).tobytes()
+        blob = struct.pack(f">HH{piece.ndim}I", 0, piece.ndim, *piece.shape[::-1]) + (gzip.compress(body) if gz else body)
+        target = os.path.join(folder, *(str(i) for i in index[::-1]))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "wb").write(blob)
+
+
+@pytest.mark.parametrize("gz, attrs, axes", [(False, {}, "zyx"), (True, {"axes": ["x", "y", "z"]}, "zyx"),
+                                             (True, {"axes": "xyt"}, "tyx")])
+def test_n5_inputs(gz, attrs, axes, tmp_path):
+    data = (np.arange(9 * 10 * 11) * 7 % 65521).astype(np.uint16).reshape(9, 10, 11)
+    _hand_written_n5(str(tmp_path / "vol.n5/grp/raw"), data, (4, 5, 3), gz, attrs)
+    source = open_input(str(tmp_path / "vol.n5/grp/raw"))
+    assert source.axes == axes and source.shape == data.shape and source.nickname == "vol-grp-raw"
+    np.testing.assert_array_equal(source.read((slice(2, 9), slice(1, 7), slice(0, 11))), data[2:9, 1:7])
+    assert open_input(str(tmp_path / "vol.n5")).shape == data.shape  # the only dataset
+
+
+def test_bad_n5_and_url_inputs_say_what_is_wrong(tmp_path, capsys):
+    from gpuheadless.errors import UserError
+
+    _hand_written_n5(str(tmp_path / "vol.n5/raw"), np.zeros((4, 4), np.uint8), (2, 2), False, {})
+    with pytest.raises(UserError, match="no N5 dataset 'nothing'"):
+        open_input(str(tmp_path / "vol.n5/nothing"))
+    with pytest.raises(UserError, match="file does not exist"):
+        open_input(f"file://{tmp_path}/missing.zarr/s0")
+    with pytest.raises(UserError, match="unsupported URL scheme"):
+        open_input("ftp://example.org/a.zarr")

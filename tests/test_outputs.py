@@ -227,3 +227,134 @@ def test_a_volume_cannot_go_to_a_2d_format(data, tmp_path, capsys):
     code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification3d.ilp'}", "--output_format=png",
                       f"--output_filename_format={tmp_path}/x.png", str(data / "inputs/3d.h5/data")], tmp_path, capsys)
     assert code == 2 and "use a sequence format" in err and os.listdir(tmp_path) == []
+
+
+# --- N5 and ilastik's OME-Zarr ---------------------------------------------------------------------
+
+def _n5_block(path, dtype, gz):
+    """One N5 block decoded from the format description: big-endian header and values."""
+    import gzip
+
+    raw = open(path, "rb").read()
+    mode, rank = struct.unpack(">HH", raw[:4])
+    extent = struct.unpack(f">{rank}I", raw[4:4 + 4 * rank])
+    body = gzip.decompress(raw[4 + 4 * rank:]) if gz else raw[4 + 4 * rank:]
+    assert mode == 0
+    return np.frombuffer(body, dtype=np.dtype(dtype).newbyteorder(">")).reshape(extent[::-1])
+
+
+@pytest.mark.parametrize("fmt", ["n5", "compressed n5"])
+def test_n5_has_ilastiks_attributes_blocks_and_values(fmt, data, tmp_path, capsys):
+    import json
+
+    out = _export(data, tmp_path, capsys, "--output_format=hdf5", name="out/ref.h5")
+    _export(data, tmp_path, capsys, f"--output_format={fmt}", name="out/result.n5")
+    with h5py.File(out / "ref.h5", "r") as f:
+        expected = f["exported_data"][()]  # (73, 187, 2) float32 yxc
+    assert sorted(os.listdir(out)) == ["ref.h5", "result.n5"]  # nothing left under a temporary name
+    assert json.load(open(out / "result.n5/attributes.json")) == {"n5": "2.0.0"}
+    attrs = json.load(open(out / "result.n5/exported_data/attributes.json"))
+    # ilastik 1.4.2 (z5py): N5 order (reversed), 512 kB blocks with c = 1, raw or gzip level 1
+    assert attrs["axes"] == "cxy" and attrs["dimensions"] == [2, 187, 73] and attrs["blockSize"] == [1, 187, 73]
+    assert attrs["dataType"] == "float32" and attrs["drange"] == [0.0, 1.0] and attrs["display_mode"] == "grayscale"
+    assert attrs["compression"] == ({"level": 1, "type": "gzip"} if fmt == "compressed n5" else {"type": "raw"})
+    assert [a["key"] for a in json.loads(attrs["axistags"])["axes"]] == list("yxc")
+    for c in range(2):  # block path: N5 order, c first
+        block = _n5_block(out / f"result.n5/exported_data/{c}/0/0", "float32", fmt == "compressed n5")
+        np.testing.assert_array_equal(block, expected[..., c:c + 1])
+
+
+def test_n5_blocks_of_any_alignment_and_other_datasets_kept(tmp_path):
+    from gpuheadless.io.n5 import N5Writer, open_dataset
+
+    image = np.arange(7 * 9 * 2, dtype=np.uint16).reshape(7, 9, 2)
+    path = str(tmp_path / "c.n5")
+    for name in ("a", "grp/b"):
+        writer = N5Writer(path, name, image.shape, image.dtype, "yxc", (3, 4, 1), {}, compress=name == "a")
+        for rows in (slice(0, 2), slice(2, 5), slice(5, 7)):  # blocks that cut through N5 blocks
+            for cols in (slice(0, 5), slice(5, 9)):
+                writer.write((rows, cols, slice(0, 2)), image[rows, cols])
+        writer.commit()
+    for name in ("a", "grp/b"):
+        ds = open_dataset(path, name)
+        assert ds.shape == image.shape and ds.chunks == (3, 4, 1)
+        np.testing.assert_array_equal(ds[(slice(None),) * 3], image)
+        np.testing.assert_array_equal(ds[(slice(1, 6), slice(3, 8), slice(1, 2))], image[1:6, 3:8, 1:2])
+    assert sorted(os.listdir(tmp_path / "c.n5")) == ["a", "attributes.json", "grp"]
+    assert _n5_block(tmp_path / "c.n5/grp/b/1/2/2", "uint16", False).shape == (1, 1, 1)  # edge block, truncated
+
+
+def test_single_scale_ome_zarr_is_ilastiks_layout(data, tmp_path, capsys):
+    import json
+
+    import zarr
+
+    out = _export(data, tmp_path, capsys, "--output_format=hdf5", name="out/ref.h5")
+    _export(data, tmp_path, capsys, "--output_format=single-scale OME-Zarr", name="out/result.zarr")
+    with h5py.File(out / "ref.h5", "r") as f:
+        expected = f["exported_data"][()]
+    root = out / "result.zarr"
+    assert sorted(os.listdir(root)) == [".zattrs", ".zgroup", "s0"]
+    meta = json.load(open(root / ".zattrs"))
+    assert meta["_creator"]["name"] == "gpuheadless"
+    assert meta["multiscales"] == [{
+        "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}, {"name": "z", "type": "space"},
+                 {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * 5}]}],
+        "version": "0.4"}]
+    zarray = json.load(open(root / "s0/.zarray"))
+    assert zarray["shape"] == [1, 2, 1, 73, 187] and zarray["chunks"] == [1, 1, 1, 73, 187]
+    assert zarray["dimension_separator"] == "/" and zarray["dtype"] == "<f4"
+    assert zarray["compressor"] == {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
+    assert os.path.isfile(root / "s0/0/1/0/0/0")
+    level = json.load(open(root / "s0/.zattrs"))
+    assert level["drange"] == [0.0, 1.0] and level["display_mode"] == "grayscale"
+    assert [a["key"] for a in json.loads(level["axistags"])["axes"]] == list("tczyx")
+    np.testing.assert_array_equal(zarr.open_array(str(root / "s0"), mode="r")[0, :, 0], np.moveaxis(expected, -1, 0))
+    code, err = _run(["--headless", f"--project={data / PROJECT_2D3C}", "--output_format=single-scale OME-Zarr",
+                      f"--output_filename_format={root}", str(data / INPUT_2D3C)], tmp_path, capsys)
+    assert code == 1 and "exists" in err and "Traceback" not in err  # ilastik refuses to overwrite too
+
+
+def test_multi_scale_levels_chunks_and_downscaling(tmp_path):
+    import zarr
+    from scipy import ndimage
+
+    from gpuheadless.io.ome_zarr_ilastik import IlastikOmeZarrWriter, chunk_shape, level_shapes
+    from gpuheadless.io.writers import axistags_json
+
+    assert chunk_shape((1, 2, 1, 1024, 1344), np.float32) == (1, 1, 1, 506, 505)
+    assert level_shapes((1, 2, 1, 1024, 1344), np.float32) == [(1, 2, 1, 1024, 1344), (1, 2, 1, 512, 672), (1, 2, 1, 256, 336)]
+    assert level_shapes((1, 1, 1, 1024, 1344), np.uint8) == [(1, 1, 1, 1024, 1344), (1, 1, 1, 512, 672)]
+    assert level_shapes((1, 1, 1, 40, 40), np.uint8) == [(1, 1, 1, 40, 40)]
+    rng = np.random.default_rng(3)
+    image = rng.random((800, 800)).astype(np.float64)
+    attrs = {"axistags": axistags_json("yx"), "display_mode": "grayscale"}
+    for name, labels in (("i.zarr", False), ("l.zarr", True)):
+        writer = IlastikOmeZarrWriter(str(tmp_path / name), image.shape, image.dtype, "yx", attrs, multiscale=True,
+                                      labels=labels, offset={"y": 10, "x": 0})
+        writer.write((slice(0, 500), slice(None)), image[:500])
+        writer.write((slice(500, 800), slice(None)), image[500:])
+        writer.commit()
+        group = zarr.open_group(str(tmp_path / name), mode="r")
+        assert sorted(group.array_keys()) == ["s0", "s1", "s2"]
+        assert group["s1"].chunks == (1, 1, 1, 358, 357) and group["s1"].shape == (1, 1, 1, 400, 400)  # 2x2 chunks
+        s1 = group["s1"][0, 0, 0]
+        if labels:  # nearest neighbour at 2i + 0.5, no smoothing
+            np.testing.assert_array_equal(s1, image[1::2, 1::2])
+        else:  # Gaussian sigma 0.5 (mirror), then linear at 2i + 0.5: the mean of each 2x2 cell
+            smooth = ndimage.gaussian_filter(image, 0.5, mode="mirror")
+            expected = (smooth[0::2, 0::2] + smooth[1::2, 0::2] + smooth[0::2, 1::2] + smooth[1::2, 1::2]) / 4
+            np.testing.assert_allclose(s1, expected, rtol=1e-12)
+        meta = group.attrs["multiscales"][0]
+        assert meta["metadata"]["kwargs"]["order"] == (0 if labels else 1)
+        assert [d["coordinateTransformations"][0]["scale"][3:] for d in meta["datasets"]] == [[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]]
+        assert meta["coordinateTransformations"] == [{"type": "scale", "scale": [1.0] * 5},
+                                                     {"type": "translation", "translation": [0.0, 0.0, 0.0, 10.0, 0.0]}]
+    assert sorted(os.listdir(tmp_path)) == ["i.zarr", "l.zarr"]
+
+
+def test_blockwise_hdf5_is_refused_as_ilastik_fails_on_it(data, tmp_path, capsys):
+    code, err = _run(["--headless", f"--project={data / PROJECT_2D3C}", "--output_format=blockwise hdf5",
+                      f"--output_filename_format={tmp_path}/out/r.json", str(data / INPUT_2D3C)], tmp_path, capsys)
+    assert code == 2 and "NotImplementedError" in err and not (tmp_path / "out").exists()

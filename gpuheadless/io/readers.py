@@ -138,7 +138,9 @@ def _open_url(url: str) -> ImageSource:
     if scheme == "file" and not os.path.exists(local_path(external)):
         raise UserError(f"input '{url}': file does not exist")
     path = unquote(urlparse(external).path)
-    base = dict(display=url, nickname=nickname([path], [internal]), dataset_dir=os.path.dirname(path))
+    last = unquote(urlparse(url).path).rstrip("/").rsplit("/", 1)[-1]
+    # ilastik names a URL input after the URL's last component alone (``.../img.zarr/s0`` -> ``s0``)
+    base = dict(display=url, nickname=os.path.splitext(last)[0], dataset_dir=os.path.dirname(path))
     try:
         return open_zarr_input(external, internal, url, base)
     except UserError:
