@@ -104,6 +104,7 @@ def test_object_images_and_table_equal_ilastiks(data, tmp_path, capsys):
                 data / f"reference/ObjectClassification5t3d2c_wPred__5t3d2c__{ref}.h5", "r") as b:
             assert a["exported_data"].dtype == b["exported_data"].dtype
             np.testing.assert_array_equal(a["exported_data"][()], b["exported_data"][()])
+            _assert_same_attributes(a["exported_data"], b["exported_data"])
     with open(tmp_path / "objects_table.csv") as f:
         ours = list(csv.reader(f))
     with open(data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c_table.csv") as f:
@@ -130,6 +131,22 @@ def test_blockwise_sources_equal_the_plain_ones(data, tmp_path, capsys):
     with h5py.File(tmp_path / "5t3d2c-data_Blockwise Object Probabilities.h5", "r") as a, h5py.File(
             data / "reference/ObjectClassification5t3d2c_wPred__5t3d2c__Blockwise_Object_Probabilities.h5", "r") as b:
         np.testing.assert_array_equal(a["exported_data"][()], b["exported_data"][()])
+        _assert_same_attributes(a["exported_data"], b["exported_data"])
+
+
+def _assert_same_attributes(ours: h5py.Dataset, ilastiks: h5py.Dataset) -> None:
+    """The HDF5 attributes ilastik writes on an export: display mode, range (value and type), axes."""
+    import json
+
+    assert sorted(ours.attrs) == sorted(ilastiks.attrs)
+    for key in ours.attrs:
+        a, b = ours.attrs[key], ilastiks.attrs[key]
+        if key == "axistags":
+            assert json.loads(a) == json.loads(b)
+        elif isinstance(b, np.ndarray):
+            assert a.dtype.kind == b.dtype.kind and a.tolist() == b.tolist(), key
+        else:
+            assert a == b, key
 
 
 def test_bad_object_inputs(data, tmp_path, capsys):

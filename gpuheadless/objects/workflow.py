@@ -299,11 +299,13 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
     values.update({f"{a}_stop": stop[a] for a in "tzyxc"})
     path = replace_extension(format_known(_filename_pattern(config, project), values), formats.extension(output_format))
     internal = opts.output_internal_path or project.export.get("output_internal_path") or "exported_data"
-    attrs = {"axistags": axistags_json(out_axes), "display_mode": "grayscale"}
-    if dtype == np.float32 and normalize is None:
-        attrs["drange"] = np.array([0.0, 1.0], dtype=np.float32)
-    elif transform.drange is not None:
+    # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
+    # (in the export's type) on the blockwise images
+    attrs = {"axistags": axistags_json(out_axes), "display_mode": "default"}
+    if transform.drange is not None:
         attrs["drange"] = np.array(transform.drange, dtype=dtype)
+    elif source.startswith("Blockwise"):
+        attrs["drange"] = np.array((0, 255), dtype=dtype)
     return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs)
 
 
