@@ -79,7 +79,7 @@ def _project_copy(case: str, out_dir: str) -> str:
 def _commands(system: str, case: str, image: str, out_dir: str) -> list[str] | None:
     project = _project_copy(case, out_dir)
     if system.startswith("gpuheadless"):
-        device = "gpu" if system.endswith("gpu") else "cpu"
+        device = "gpu" if "-gpu" in system else "cpu"
         return [sys.executable, "-m", "gpuheadless", "--headless", f"--project={project}", "--export_source=Probabilities",
                 "--output_format=hdf5", f"--output_filename_format={out_dir}/{system}.h5", f"--device={device}", "--debug",
                 f"{image}/data"]
@@ -116,16 +116,23 @@ def run(systems: list[str], case: str, image: str, voxels: int, repeat: int) -> 
     Interleaving keeps the comparison fair when the machine's speed drifts. Returns the median
     figures of each system.
     """
-    env = dict(os.environ, **ENV)
     runs: dict[str, list[dict]] = {s: [] for s in systems}
     with tempfile.TemporaryDirectory() as out_dir:
         commands = {s: _commands(s, case, image, out_dir) for s in systems}
         for round_index in range(repeat + 1):
             for system in systems:
-                result = measure(commands[system], env)
+                result = measure(commands[system], _environment(system))
                 if round_index:
                     runs[system].append(result)
     return [_median_row(s, case, voxels, runs[s]) for s in systems]
+
+
+def _environment(system: str) -> dict[str, str]:
+    """LAZYFLOW_THREADS=2 and the 512 MiB budget; a ``-default`` system runs without the budget."""
+    env = dict(os.environ, **ENV)
+    if system.endswith("-default"):
+        env.pop("LAZYFLOW_TOTAL_RAM_MB")
+    return env
 
 
 def processor() -> str:
@@ -167,7 +174,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per case (after one warm-up)")
     parser.add_argument("--skip-3d", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
-    parser.add_argument("--systems", nargs="+", default=["gpuheadless-cpu", "gpuheadless-gpu", "diy", "ilastik"])
+    parser.add_argument("--systems", nargs="+", default=["gpuheadless-cpu", "gpuheadless-gpu", "diy", "ilastik"],
+                        help="also gpuheadless-cpu-default / gpuheadless-gpu-default: without LAZYFLOW_TOTAL_RAM_MB")
     parser.add_argument("--memory-check", action="store_true",
                         help="only: a 1 GiB float32 volume at LAZYFLOW_TOTAL_RAM_MB=512, peak RSS against the budget")
     args = parser.parse_args()
@@ -176,7 +184,7 @@ def main() -> int:
     inputs = make_inputs()
     systems, skipped = [], {}
     for system in args.systems:
-        if system == "gpuheadless-gpu" and (reason := _gpu_reason()):
+        if system.startswith("gpuheadless-gpu") and (reason := _gpu_reason()):
             skipped[system] = reason
         elif system == "diy" and not _importable("skimage"):
             skipped[system] = "scikit-image is not installed (pip install '.[bench]')"
