@@ -146,6 +146,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UsageError(f"--readonly: {exc}") from None
     if not args.project:
         raise UsageError("You have to supply at least --project (the .ilp file)")
+    if args.input_axes:
+        _check_input_axes(args.input_axes)
     if args.inputs and args.raw_data:
         raise UsageError("You can only have trailing file paths if no other role was set by name (--raw_data)")
     export = ExportOptions(
@@ -183,6 +185,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         pyramid=args.pyramid,
         seed=args.seed,
     )
+
+
+def _check_input_axes(text: str) -> None:
+    """ilastik refuses a malformed ``--input_axes`` while parsing the command line (exit 2)."""
+    axes = text.lower()
+    if len(set(axes)) != len(axes) or any(a not in "xyztc" for a in axes) or not {"x", "y"} <= set(axes):
+        raise UsageError(f"--input_axes {text!r}: needs distinct letters of xyztc including x and y")
 
 
 def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:

@@ -178,3 +178,12 @@ def test_good_project_without_inputs_succeeds(data, tmp_path, capsys):
         code, err = _run(["--headless", f"--project={data / 'projects' / name}"], tmp_path, capsys)
         assert code == 0, err
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("axes", ["zq", "yy", "zc"])
+def test_malformed_input_axes_is_a_usage_error_before_anything_runs(axes, data, tmp_path, capsys):
+    """ilastik refuses these while parsing its command line (exit 2); so does gpuheadless."""
+    code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification2d3c.ilp'}", f"--input_axes={axes}",
+                      str(data / "inputs/2d3c.h5/data")], tmp_path, capsys)
+    assert code == 2 and "--input_axes" in err and len(err.strip().splitlines()) == 1, err
+    assert _files(tmp_path) == []
