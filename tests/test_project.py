@@ -88,3 +88,20 @@ def test_empty_label_colours_as_ilastik_stores_them(stored, data, tmp_path):
     project = read_project(path)
     assert project.label_colors == [] and project.label_names == ["Label 1", "Label 2"]
     assert project.forest is not None
+
+
+@pytest.mark.parametrize("name, refused", [("NoSuchWorkflow", False), ("Carving", True), ("AutocontextTwoStage", True),
+                                           ("ManualTrackingWorkflow", True)])
+def test_unknown_workflow_name_is_read_as_pixel_classification(name, refused, data, tmp_path):
+    """ilastik's headless shell opens a project whose workflow it does not know as Pixel Classification."""
+    path = tmp_path / "p.ilp"
+    shutil.copy(data / "projects" / "PixelClassification2d3c.ilp", path)
+    with h5py.File(path, "r+") as f:
+        del f["workflowName"]
+        f["workflowName"] = name.encode()
+    if refused:
+        with pytest.raises(UserError, match=name):
+            read_project(path)
+    else:
+        project = read_project(path)
+        assert project.workflow == name and project.forest is not None

@@ -30,6 +30,13 @@ PIXEL_CLASSIFICATION = "Pixel Classification"
 # The deprecated Pixel + Object Classification workflow stores a whole Pixel Classification project.
 PIXEL_STAGE_OF_OBJECT_WORKFLOW = ("Object Classification (from pixel classification)", "ObjectClassificationWorkflowPixel",
                                   "Pixel Classification + Object Classification (deprecated)")
+# ilastik 1.4 workflows other than Pixel Classification, by any name ilastik matches (workflowName,
+# class name or display name; "Object Classification" ones are told apart before this reader).
+# A name ilastik does not know is opened as Pixel Classification, by ilastik and so here.
+_OTHER_WORKFLOW_WORDS = ("autocontext", "carving", "tracking", "counting", "multicut", "neural network", "domain adaptation",
+                         "watershed", "wsdt", "object classification", "connected components", "data conversion",
+                         "deviation from mean", "fill missing slices", "label image viewer", "labeling", "layer viewer",
+                         "prediction viewer", "threshold masking", "feature selection")
 _VIGRA_CLASSIFIERS = {"ParallelVigraRfLazyflowClassifier", "VigraRfLazyflowClassifier"}
 
 
@@ -152,7 +159,10 @@ def _read(f: h5py.File, path: Path) -> Project:
         log.warning("%s has no workflowName; assuming Pixel Classification", path)
         workflow = PIXEL_CLASSIFICATION
     if workflow not in (PIXEL_CLASSIFICATION, "PixelClassificationWorkflow") + PIXEL_STAGE_OF_OBJECT_WORKFLOW:
-        raise UserError(f"project file '{path}' is a '{workflow}' project; gpuheadless runs Pixel and Object Classification projects")
+        if _names_another_workflow(workflow):
+            raise UserError(f"project file '{path}' is a '{workflow}' project; gpuheadless runs Pixel and Object Classification projects")
+        log.warning("%s: workflow '%s' is not one ilastik knows; running it as Pixel Classification, as ilastik does",
+                    path, workflow)
     if "FeatureSelections" not in f or "PixelClassification" not in f:
         raise UserError(f"project file '{path}' has no FeatureSelections or PixelClassification group")
     lanes = _read_lanes(f, path.parent)
@@ -195,6 +205,12 @@ def _read_colors(dataset: h5py.Dataset) -> list[tuple[int, int, int]]:
     if values.ndim != 2 or values.shape[1] < 3 or values.dtype.kind not in "iuf":
         return []
     return [tuple(int(v) for v in row[:3]) for row in values]
+
+
+def _names_another_workflow(name: str) -> bool:
+    """Whether ``name`` is (close to) the name of an ilastik workflow other than Pixel Classification."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower()
+    return any(word in spaced for word in _OTHER_WORKFLOW_WORDS)
 
 
 def _read_lanes(f: h5py.File, project_dir: Path) -> list[TrainingLane]:

@@ -12,6 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 from .ilastik_runner import Run, run_gpuheadless, run_ilastik
@@ -109,3 +111,21 @@ def test_table_runs_files_that_exist(folder):
         done, left = _run(runner, [*extra, PIXEL, OUT, IMAGE], folder)
         assert done.returncode == 0, done.output[-2000:]
         assert left == ["2d3c-data_Probabilities.h5"]
+
+
+def test_unknown_workflow_name_runs_as_pixel_classification(folder):
+    """ilastik opens a project whose workflowName it does not know as Pixel Classification; so do we."""
+    shutil.copy(folder / "PixelClassification2d3c.ilp", folder / "renamed.ilp")
+    with h5py.File(folder / "renamed.ilp", "r+") as f:
+        del f["workflowName"]
+        f["workflowName"] = b"NoSuchWorkflow"
+    results = {}
+    for who, runner, extra in (("ilastik", run_ilastik, []), ("ours", run_gpuheadless, ["--headless"])):
+        target = folder / f"renamed-{who}"
+        done = runner([*extra, "--project=renamed.ilp", f"--output_filename_format={target}/p.h5", IMAGE], folder)
+        assert done.returncode == 0, done.output[-2000:]
+        with h5py.File(target / "p.h5", "r") as f:
+            results[who] = f["exported_data"][()]
+        shutil.rmtree(target)
+    (folder / "renamed.ilp").unlink()
+    np.testing.assert_array_equal(results["ours"], results["ilastik"])
