@@ -143,15 +143,3 @@ _ENCODERS = {
     "tif": _tiff, "tiff": _tiff,
 }
 
-
-def write_multipage_tiff(stream: BinaryIO, array: np.ndarray, axes: str) -> None:
-    """One page per (t, z, c), in that order, as ilastik's multipage TIFF export."""
-    import tifffile  # noqa: PLC0415
-
-    for a in "tzcyx":
-        if a not in axes:
-            array, axes = array[..., None], axes + a
-    ordered = np.transpose(array, [axes.index(a) for a in "tzcyx"])
-    pages = ordered.reshape((-1,) + ordered.shape[-2:])
-    tifffile.imwrite(stream, pages, photometric="minisblack", metadata={"axes": "QYX"})
-

@@ -115,7 +115,8 @@ def resize_region(read: Callable[[tuple[slice, ...]], np.ndarray], source_shape:
 
 
 def multiscales(shapes: list[tuple[int, ...]], resolution: dict[str, float], units: dict[str, str],
-                offset: dict[str, int], order: int) -> dict[str, Any]:
+                offset: dict[str, int], order: int, translation: dict[str, float] | None = None,
+                names: list[str] | None = None) -> dict[str, Any]:
     """ilastik's ``multiscales[0]`` entry for levels of the given ``tczyx`` shapes.
 
     Parameters
@@ -128,7 +129,12 @@ def multiscales(shapes: list[tuple[int, ...]], resolution: dict[str, float], uni
         The export's start per axis (a cutout); gives a translation in physical units.
     order : int
         The downscaling's interpolation order, recorded when there is more than one level.
+    translation : dict, optional
+        The input OME-Zarr's translation per axis (physical units), added to the offset's.
+    names : list of str, optional
+        The levels' paths (default ``s0``, ``s1`` ...).
     """
+    names = names or [f"s{i}" for i in range(len(shapes))]
     res = {a: float(resolution.get(a) or 1.0) for a in OME_AXES}
     base = shapes[0]
     factors = [{a: (base[i] / s[i] if a != "c" else 1.0) for i, a in enumerate(OME_AXES)} for s in shapes]
@@ -140,16 +146,17 @@ def multiscales(shapes: list[tuple[int, ...]], resolution: dict[str, float], uni
             entry["unit"] = units[a]
         axes.append(entry)
     datasets = [
-        {"path": f"s{i}", "coordinateTransformations": [
+        {"path": name, "coordinateTransformations": [
             {"type": "scale", "scale": [f[a] * (res[a] if a in scaling_axes else 1.0) for a in OME_AXES]}]}
-        for i, f in enumerate(factors)
+        for name, f in zip(names, factors)
     ]
     meta: dict[str, Any] = {"axes": axes, "datasets": datasets, "version": "0.4"}
     transforms = []
     unscaled = [res[a] if a not in scaling_axes else 1.0 for a in OME_AXES]
     if any(v != 1 for v in unscaled):
         transforms.append({"type": "scale", "scale": unscaled})
-    translation = [float(offset.get(a, 0)) * res[a] for a in OME_AXES]
+    carried = translation or {}
+    translation = [float(offset.get(a, 0)) * res[a] + float(carried.get(a, 0.0)) for a in OME_AXES]
     if any(v != 0 for v in translation):
         if not transforms:
             transforms.append({"type": "scale", "scale": [1.0] * 5})
@@ -187,10 +194,16 @@ class IlastikOmeZarrWriter:
         Downscale by nearest neighbour (label images) rather than smoothing and linear.
     offset : dict
         The export's start per axis (cutout), recorded as a translation.
+    translation : dict, optional
+        An OME-Zarr input's translation per axis, added to the offset's (ilastik carries it over).
+    scale_key : str, optional
+        The OME-Zarr input level the export was computed from: a single-scale export's level is
+        named after it (default ``s0``).
     """
 
     def __init__(self, final_path: str, shape, dtype, axes: str, attrs: dict[str, Any], multiscale: bool,
-                 labels: bool = False, offset: dict[str, int] | None = None) -> None:
+                 labels: bool = False, offset: dict[str, int] | None = None,
+                 translation: dict[str, float] | None = None, scale_key: str | None = None) -> None:
         from .zarr_io import _zarr  # noqa: PLC0415
 
         self._zarr = _zarr()
@@ -203,6 +216,8 @@ class IlastikOmeZarrWriter:
         self._dtype = np.dtype(dtype)
         self._multiscale, self._order = multiscale, 0 if labels else 1
         self._offset = {a: int(v) for a, v in (offset or {}).items()}
+        self._translation = {a: float(v) for a, v in (translation or {}).items()}
+        self._first = scale_key if scale_key and not multiscale else "s0"
         tags = json.loads(attrs["axistags"]) if "axistags" in attrs else {"axes": []}
         self._resolution = {t["key"]: t.get("resolution", 0) for t in tags["axes"]}  # as given: vigra writes 0, not 0.0
         units = attrs.get("axis_units")
@@ -222,7 +237,7 @@ class IlastikOmeZarrWriter:
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
         self._group = self._zarr.open_group(self.tmp_path, mode="w", zarr_format=2)
-        self._levels = [self._create("s0", self._shape)]
+        self._levels = [self._create(self._first, self._shape)]
 
     def _create(self, name: str, shape: tuple[int, ...]) -> Any:
         import numcodecs  # noqa: PLC0415
@@ -263,7 +278,8 @@ class IlastikOmeZarrWriter:
             level.attrs.update(self._level_attrs)
         self._group.attrs.update({
             "_creator": {"name": "gpuheadless", "version": __version__, "ome_zarr_exporter_version": 2},
-            "multiscales": [multiscales(shapes, self._resolution, self._units, self._offset, self._order)],
+            "multiscales": [multiscales(shapes, self._resolution, self._units, self._offset, self._order,
+                                        self._translation, [level.basename for level in self._levels])],
         })
         if os.path.exists(self.final_path):
             raise UserError(f"output '{self.final_path}': appeared while writing; not overwritten")

@@ -37,6 +37,11 @@ class ImageSource:
         Absolute directory of the file (``{dataset_dir}``).
     resolutions, axis_units : dict
         Pixel sizes and their units per axis where the file records them.
+    translation : dict
+        An OME-Zarr image's offset per axis in physical units (its level's and its image-wide
+        translation added), which ilastik carries into OME-Zarr exports.
+    scale_key : str or None
+        The OME-Zarr level read (e.g. ``"s0"``); ilastik names a single-scale export's level after it.
     """
 
     display: str
@@ -50,6 +55,8 @@ class ImageSource:
     resolutions: dict[str, float] = field(default_factory=dict)
     axis_units: dict[str, str] = field(default_factory=dict)
     drange: tuple[Any, Any] | None = None
+    translation: dict[str, float] = field(default_factory=dict)
+    scale_key: str | None = None
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Read ``region`` (slices in the file's axis order)."""
@@ -246,9 +253,9 @@ def _open_tiff(external: str, base: dict) -> ImageSource:
         series = tif.series[0]
         axes = "".join(_TIFF_AXES.get(a, "?") for a in series.axes)
         shape, dtype = tuple(series.shape), np.dtype(series.dtype)
-        resolutions, units = _tiff_pixel_sizes(tif)
-    if "?" in axes or len(set(axes)) != len(axes):
-        axes = default_axes(shape)
+        if "?" in axes or len(set(axes)) != len(axes):
+            axes = default_axes(shape)
+        resolutions, units = _tiff_pixel_sizes(tif, axes)
 
     def decode() -> np.ndarray:
         with tifffile.TiffFile(external) as tif:
@@ -274,21 +281,48 @@ def _decoded_once(decode: Callable[[], np.ndarray]) -> Callable[[tuple[slice, ..
     return read
 
 
-def _tiff_pixel_sizes(tif: Any) -> tuple[dict[str, float], dict[str, str]]:
-    """Pixel sizes from the TIFF resolution tags and ImageJ units (ilastik keeps them on export)."""
+def _tiff_pixel_sizes(tif: Any, axes: str) -> tuple[dict[str, float], dict[str, str]]:
+    """Pixel sizes and units as ilastik's TIFF reader takes them (ilastik keeps them on export).
+
+    OME-XML (``PhysicalSizeX`` …, preferred) or ImageJ metadata with the resolution tags; the
+    units come back for every axis of ``axes`` in that order, ``""`` where none is recorded.
+    """
     page = tif.pages[0]
-    resolutions, units = {}, {}
-    for axis, tag in (("x", "XResolution"), ("y", "YResolution")):
-        if tag in page.tags:
-            num, den = page.tags[tag].value
-            if num:
-                resolutions[axis] = den / num
-    meta = tif.imagej_metadata or {}
-    if "unit" in meta:
-        units = {"x": meta["unit"], "y": meta.get("yunit", meta["unit"])}
-        if "zunit" in meta:
-            units["z"] = meta["zunit"]
-    return resolutions, units
+    if tif.is_ome and tif.ome_metadata:
+        resolutions, units = _ome_pixel_sizes(tif.ome_metadata)
+    elif tif.imagej_metadata:
+        meta = tif.imagej_metadata
+        resolutions = {"x": _tiff_fraction(page.tags.get("XResolution")), "y": _tiff_fraction(page.tags.get("YResolution")),
+                       "z": float(meta.get("spacing", 0.0)), "t": float(meta.get("finterval", 0.0))}
+        units = {a: str(meta.get(key, "")) for a, key in (("x", "unit"), ("y", "yunit"), ("z", "zunit"), ("t", "tunit"))}
+        for axis in "yz":  # ImageJ leaves out y and z units equal to x's
+            if units["x"] and resolutions[axis] and not units[axis]:
+                units[axis] = units["x"]
+    else:
+        return {}, {}
+    if not any(resolutions.values()) and not any(units.values()):
+        return {}, {}
+    return ({a: resolutions[a] for a in axes if a != "c"},
+            {a: "" if a == "c" else units.get(a, "") for a in axes})
+
+
+def _tiff_fraction(tag: Any) -> float:
+    """A resolution tag as pixel size; within 1e-8 of a whole number it is that number (TIFF rounding)."""
+    if tag is None or not tag.value[0]:
+        return 0.0
+    size = tag.value[1] / tag.value[0]
+    return float(round(size)) if abs(size - round(size)) < 1e-8 else size
+
+
+def _ome_pixel_sizes(xml: str) -> tuple[dict[str, float], dict[str, str]]:
+    import xml.etree.ElementTree as ET  # noqa: PLC0415
+
+    pixels = ET.fromstring(xml).find("{*}Image/{*}Pixels")
+    if pixels is None:
+        return {}, {}
+    keys = {"x": "PhysicalSizeX", "y": "PhysicalSizeY", "z": "PhysicalSizeZ", "t": "TimeIncrement"}
+    return ({a: float(pixels.attrib.get(k, 0)) for a, k in keys.items()},
+            {a: pixels.attrib.get(k + "Unit", "") for a, k in keys.items()})
 
 
 _PILLOW_BANDS = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4, "LA": 2, "PA": 2, "CMYK": 3, "YCbCr": 3, "I;16": 1, "I;16B": 1, "I": 1, "F": 1}

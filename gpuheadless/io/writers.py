@@ -17,20 +17,27 @@ import numpy as np
 from ..errors import UserError
 from . import encoders, formats
 from .naming import format_known
+from .ome_tiff import write_multipage_tiff
 
 _TYPE_FLAGS = {"t": 8, "c": 1}
 
 
 def axistags_json(axes: str, resolutions: dict[str, float] | None = None) -> str:
-    """vigra's AxisTags JSON for ``axes`` (space 2, channel 1, time 8)."""
+    """vigra's AxisTags JSON for ``axes`` (space 2, channel 1, time 8); whole resolutions as integers, as vigra."""
     resolutions = resolutions or {}
     doc = {
         "axes": [
-            {"key": a, "typeFlags": _TYPE_FLAGS.get(a, 2), "resolution": resolutions.get(a, 0), "description": ""}
+            {"key": a, "typeFlags": _TYPE_FLAGS.get(a, 2), "resolution": _vigra_number(resolutions.get(a, 0)),
+             "description": ""}
             for a in axes
         ]
     }
     return json.dumps(doc, indent=2)
+
+
+def _vigra_number(value: float) -> float | int:
+    value = float(value or 0)
+    return int(value) if value.is_integer() else value
 
 
 def determine_block_shape(max_shape: tuple[int, ...], target_volume: int) -> tuple[int, ...]:
@@ -165,11 +172,15 @@ class ImageFileWriter(Writer):
         A 2D codec (``png``, ``tiff`` ...), ``multipage tiff``, or either followed by ``sequence``.
     slice_offset : int
         Added to the position along the step axis to give ``{slice_index}`` (the cutout start).
+    attrs : dict, optional
+        ``axistags`` (JSON) and ``axis_units``: the pixel sizes a multipage TIFF records.
     """
 
-    def __init__(self, final_path: str, shape, dtype, axes: str, output_format: str, slice_offset: int = 0):
+    def __init__(self, final_path: str, shape, dtype, axes: str, output_format: str, slice_offset: int = 0,
+                 attrs: dict[str, Any] | None = None):
         self.final_path = final_path
         self._axes, self._format, self._offset = axes, output_format, slice_offset
+        self._resolutions, self._units = _pixel_sizes(attrs or {})
         directory = os.path.dirname(final_path) or "."
         try:
             os.makedirs(directory, exist_ok=True)
@@ -203,7 +214,7 @@ class ImageFileWriter(Writer):
                 self._written.append((tmp, path))
                 with open(tmp, "wb") as stream:
                     if self._format.startswith("multipage tiff"):
-                        encoders.write_multipage_tiff(stream, np.asarray(array), axes)
+                        write_multipage_tiff(stream, array, axes, self._resolutions, self._units)
                     else:
                         codec = formats.image_codec(self._format)
                         image = formats.convert_for_codec(_as_image(np.asarray(array), axes), codec)
@@ -222,6 +233,15 @@ class ImageFileWriter(Writer):
         self._written = []
         if os.path.exists(self._scratch):
             os.remove(self._scratch)
+
+
+def _pixel_sizes(attrs: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """Resolution and unit per axis from a dataset's ``axistags`` and ``axis_units`` attributes."""
+    tags = json.loads(attrs["axistags"]) if attrs.get("axistags") else {"axes": []}
+    units = attrs.get("axis_units") or {}
+    if isinstance(units, str):
+        units = json.loads(units)
+    return {t["key"]: float(t.get("resolution") or 0) for t in tags["axes"]}, dict(units)
 
 
 def _as_image(array: np.ndarray, axes: str) -> np.ndarray:
@@ -243,7 +263,9 @@ def _as_image(array: np.ndarray, axes: str) -> np.ndarray:
 EXPORT_HINTS = "_gpuheadless_export"
 """Key of ``attrs`` carrying what some writers need beyond attributes, never stored itself:
 a dict with ``labels`` (bool: the source is a label image, downscaled by nearest neighbour) and
-``offset`` (dict axis -> int: the export's start, recorded by OME-Zarr as a translation)."""
+``offset`` (dict axis -> int: the export's start, recorded by OME-Zarr as a translation),
+``translation`` (dict axis -> float: an OME-Zarr input's translation, carried into OME-Zarr
+exports) and ``scale_key`` (the OME-Zarr input level read, naming a single-scale export's level)."""
 
 
 def open_writer(
@@ -271,7 +293,8 @@ def open_writer(
         from .ome_zarr_ilastik import IlastikOmeZarrWriter  # noqa: PLC0415 - zarr is an optional extra
 
         return IlastikOmeZarrWriter(path, shape, dtype, axes, attrs, multiscale=output_format == "multi-scale OME-Zarr",
-                                    labels=bool(hints.get("labels")), offset=hints.get("offset"))
+                                    labels=bool(hints.get("labels")), offset=hints.get("offset"),
+                                    translation=hints.get("translation"), scale_key=hints.get("scale_key"))
     if output_format in formats.ZARR_FORMATS:
         from .zarr_io import ZarrWriter  # noqa: PLC0415 - zarr is an optional extra
 
@@ -286,4 +309,4 @@ def open_writer(
         return HDF5Writer(path, internal_path, shape, dtype, axes, attrs, compress=output_format == "compressed hdf5")
     if output_format == "numpy":
         return NumpyWriter(path, shape, dtype)
-    return ImageFileWriter(path, shape, dtype, axes, output_format, slice_offset)
+    return ImageFileWriter(path, shape, dtype, axes, output_format, slice_offset, attrs)

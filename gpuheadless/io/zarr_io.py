@@ -106,7 +106,7 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
     inner = (internal or "").strip("/")
     attrs = root.json(".zattrs") or {}
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    axes, resolutions, units = None, {}, {}
+    axes, resolutions, units, translation, scale_key = None, {}, {}, {}, None
     if multiscales and isinstance(multiscales, list):
         spec = next((m for m in multiscales if any(d.get("path") == inner for d in m.get("datasets", []))), None)
         if spec is None and not inner:
@@ -114,10 +114,13 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
         if spec is not None:
             names = [a["name"] if isinstance(a, dict) else a for a in spec.get("axes", "tczyx")]
             axes = "".join(str(n).lower() for n in names)
-            units = {a["name"]: a["unit"] for a in spec.get("axes", []) if isinstance(a, dict) and a.get("unit")}
             level = next(d for d in spec["datasets"] if d.get("path") == inner) if inner else spec["datasets"][-1]
-            inner = level["path"]
+            inner = scale_key = level["path"]
             resolutions = _level_resolution(spec, level, axes)
+            named = {a["name"]: a.get("unit") or "" for a in spec.get("axes", []) if isinstance(a, dict)}
+            if any(named.values()) or any(resolutions.values()):  # ilastik keeps units only with a pixel size
+                units = {a: named.get(a, "") for a in axes}
+            translation = _translation(spec, level, axes)
     elif not inner and root.json(".zarray") is None:
         raise UserError(f"input '{display}': a Zarr group without OME-Zarr multiscales; append the array path")
     try:
@@ -128,25 +131,44 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
         axes = default_axes(tuple(array.shape))
     return ImageSource(
         axes=axes, shape=tuple(array.shape), dtype=np.dtype(array.dtype), read_region=lambda r: array[r],
-        resolutions=resolutions, axis_units=units, **base,
+        resolutions=resolutions, axis_units=units, translation=translation, scale_key=scale_key, **base,
     )
 
 
-def _level_resolution(spec: dict[str, Any], level: dict[str, Any], axes: str) -> dict[str, float]:
-    """Pixel size per axis (not c) of one level: its scale times the image-wide scale, if any."""
-    def scale(transforms: Any) -> list[float] | None:
-        for t in transforms or []:
-            if isinstance(t, dict) and t.get("type") == "scale" and len(t.get("scale", [])) == len(axes):
-                return [float(v) for v in t["scale"]]
+def _transform(transforms: Any, kind: str) -> list[float] | None:
+    """The first ``kind`` ("scale" or "translation") transform of a list that has a scale (OME-Zarr 0.4)."""
+    if not isinstance(transforms, list):
         return None
+    valid = [t for t in transforms if isinstance(t, dict) and t.get("type") in ("scale", "translation")
+             and t.get("type") in t and "path" not in t]
+    if not any(t["type"] == "scale" for t in valid):
+        return None
+    found = next((t[kind] for t in valid if t["type"] == kind), None)
+    return [float(v) for v in found] if isinstance(found, list) else None
 
-    values = scale(level.get("coordinateTransformations"))
-    if values is None:
+
+def _level_resolution(spec: dict[str, Any], level: dict[str, Any], axes: str) -> dict[str, float]:
+    """Pixel size per axis (channel included) of one level: its scale times the image-wide scale, if any.
+
+    As ilastik: a scale with another length than the axes counts as missing.
+    """
+    values = _transform(level.get("coordinateTransformations"), "scale")
+    if values is None or len(values) != len(axes):
         return {}
-    outer = scale(spec.get("coordinateTransformations"))
-    if outer is not None:
+    outer = _transform(spec.get("coordinateTransformations"), "scale")
+    if outer is not None and len(outer) == len(axes):
         values = [a * b for a, b in zip(values, outer)]
-    return {a: v for a, v in zip(axes, values) if a != "c"}
+    return dict(zip(axes, values))
+
+
+def _translation(spec: dict[str, Any], level: dict[str, Any], axes: str) -> dict[str, float]:
+    """The level's translation plus the image-wide one, per axis (missing: 0)."""
+    total = dict.fromkeys(axes, 0.0)
+    for transforms in (level.get("coordinateTransformations"), spec.get("coordinateTransformations")):
+        values = _transform(transforms, "translation")
+        for axis, value in zip(axes, values or []):
+            total[axis] += value
+    return {a: v for a, v in total.items() if v}
 
 
 class ZarrWriter:

@@ -224,11 +224,14 @@ _LABEL_SOURCES = ("Simple Segmentation", "Labels")  # ilastik marks these as lab
 
 def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source: str,
                    offset: dict[str, int]) -> dict[str, Any]:
-    resolutions = {a: lane.source.resolutions.get(a, 0) for a in out_axes if a != "c"}
+    resolutions = export_resolutions(lane, out_axes)
     # ilastik's label array says display "default" and range 0..255 whatever the raw data's type
     display_mode = "default" if source == "Labels" else "grayscale"
+    own_axes = lane.axes == lane.source.axes
+    hints = {"labels": source in _LABEL_SOURCES, "offset": offset,
+             "translation": lane.source.translation if own_axes else {}, "scale_key": lane.source.scale_key}
     attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": display_mode,
-                             EXPORT_HINTS: {"labels": source in _LABEL_SOURCES, "offset": offset}}
+                             EXPORT_HINTS: hints}
     drange = transform.drange
     if drange is None:
         if source == "Labels":
@@ -244,7 +247,22 @@ def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source
         drange = None if drange is None else tuple(np.array(drange).astype(transform.dtype).tolist())
     if drange is not None:
         attrs["drange"] = np.array(drange, dtype=transform.dtype)
-    if lane.source.axis_units:
-        units = lane.source.axis_units
-        attrs["axis_units"] = json.dumps({a: units[a] for a in out_axes if a in units})
+    if lane.source.axis_units and own_axes:
+        units = lane.source.axis_units  # in the input's order, empty units included, as ilastik passes them on
+        attrs["axis_units"] = json.dumps({a: u for a, u in units.items() if a in out_axes})
     return attrs
+
+
+def export_resolutions(lane: Lane, out_axes: str) -> dict[str, float]:
+    """The pixel size per output axis that ilastik's export records, 0 for none.
+
+    ilastik's pipeline drops the input's axes of extent 1 other than ``c`` and adds them back
+    without a pixel size, so only axes longer than 1 keep theirs; the channel axis keeps the
+    input's channel pixel size (an OME-Zarr's ``c`` scale) although it now counts classes. Axes
+    given by ``--input_axes`` other than the file's own replace its metadata (no pixel sizes).
+    """
+    source = lane.source
+    if lane.axes != source.axes:
+        return dict.fromkeys(out_axes, 0)
+    extent = dict(zip(source.axes, source.shape))
+    return {a: source.resolutions.get(a, 0) if a == "c" or extent.get(a, 1) > 1 else 0 for a in out_axes}

@@ -23,7 +23,7 @@ from ..features.compute import compute_features
 from ..features.plan import FeaturePlan
 from ..forest.model import Forest
 from ..forest.predict import predict_proba
-from ..io.formats import ZARR_FORMATS, is_sequence
+from ..io.formats import CONTAINER_FORMATS, ZARR_FORMATS, is_sequence
 from ..io.stacks import expand_members, has_glob, open_input
 from ..io.writers import open_writer
 from ..project.ilp import Project, read_project
@@ -266,7 +266,7 @@ def execute_plan(
         lane.source.close()
         if mask is not None:
             mask.source.close()
-    shown = lane_plan.final_path + (f"/{lane_plan.internal_path}" if lane_plan.output_format in ("hdf5", "compressed hdf5") else "")
+    shown = lane_plan.final_path + (f"/{lane_plan.internal_path}" if lane_plan.output_format in CONTAINER_FORMATS else "")
     log.info("Exported %s of %s to %s", source, lane.source.display, shown)
     log.debug("Timing (summed over worker threads): %s", task.clock.summary())
     return LaneResult(lane.source.display, lane_plan.final_path, len(todo), dict(task.clock.seconds))
