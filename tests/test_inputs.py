@@ -143,6 +143,75 @@ def test_ome_zarr_file_url_without_zgroup_and_root_at_lowest_resolution(tmp_path
     assert root.shape == (1, 1, 1, 550, 515) and root.resolutions["y"] == 2.0
 
 
+def _ome_zarr_with_transforms(folder, image, axes, level_transforms, image_transforms=None, units=None):
+    """An OME-Zarr with one level ``s0`` and the given coordinateTransformations."""
+    import zarr
+
+    group = zarr.open_group(str(folder), mode="w", zarr_format=2)
+    group.create_array(name="s0", shape=image.shape, chunks=image.shape, dtype=image.dtype)[...] = image
+    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+    spec = {"axes": [dict(name=a, type=kinds[a], **({"unit": units[a]} if units and a in units else {})) for a in axes],
+            "datasets": [{"path": "s0", "coordinateTransformations": level_transforms}], "version": "0.4"}
+    if image_transforms:
+        spec["coordinateTransformations"] = image_transforms
+    group.attrs["multiscales"] = [spec]
+    return str(folder)
+
+
+# ilastik 1.4.2's outputs for a 2D image stored as tczyx (1, 1, 1, h, w), level scale (2, 3, 4, 0.5, 0.25)
+# and translation (10, 0, 5, 7, 9), image-wide scale (1.5, 1, 1, 1, 1) and translation (0, 0, 0, 1, 1),
+# units second / micrometer, run with --input_axes=tczyx (tests/live/test_formats_live.py runs it)
+A2D_TRANSFORMS = ([{"type": "scale", "scale": [2.0, 3.0, 4.0, 0.5, 0.25]},
+                   {"type": "translation", "translation": [10.0, 0.0, 5.0, 7.0, 9.0]}],
+                  [{"type": "scale", "scale": [1.5, 1.0, 1.0, 1.0, 1.0]},
+                   {"type": "translation", "translation": [0.0, 0.0, 0.0, 1.0, 1.0]}],
+                  {"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"})
+
+
+def test_ome_zarr_input_metadata_as_ilastik_reads_it(tmp_path):
+    pytest.importorskip("zarr")
+    path = _ome_zarr_with_transforms(tmp_path / "a.zarr", np.zeros((1, 1, 1, 8, 9), np.uint8), "tczyx", *A2D_TRANSFORMS)
+    source = open_input(path)
+    assert source.resolutions == {"t": 3.0, "c": 3.0, "z": 4.0, "y": 0.5, "x": 0.25}  # level times image-wide scale
+    assert list(source.axis_units.items()) == [("t", "second"), ("c", ""), ("z", "micrometer"), ("y", "micrometer"),
+                                               ("x", "micrometer")]
+    assert source.translation == {"t": 10.0, "z": 5.0, "y": 8.0, "x": 10.0} and source.scale_key == "s0"
+    # a scale of the wrong length is no pixel size, and without one there are no units or translation
+    bad = _ome_zarr_with_transforms(tmp_path / "b.zarr", np.zeros((8, 9), np.uint8), "yx",
+                                    [{"type": "scale", "scale": [1.0]}, {"type": "translation", "translation": [1.0, 2.0]}])
+    assert (open_input(bad).resolutions, open_input(bad).axis_units) == ({}, {})
+    none = _ome_zarr_with_transforms(tmp_path / "c.zarr", np.zeros((8, 9), np.uint8), "yx",
+                                     [{"type": "translation", "translation": [1.0, 2.0]}])
+    assert open_input(none).translation == {}
+
+
+def test_ome_zarr_pixel_sizes_and_translation_reach_the_outputs_as_in_ilastik(data, tmp_path, capsys):
+    """ilastik drops the pixel size of axes of extent 1 (t, z here), keeps the channel's and the
+    units of every input axis, and adds the input's translation to its OME-Zarr export's."""
+    pytest.importorskip("zarr")
+    import json
+
+    import zarr
+
+    with h5py.File(data / "inputs/2d.h5", "r") as f:
+        image = f["data"][0:64, 0:80]
+    path = _ome_zarr_with_transforms(tmp_path / "a2d.zarr", image[None, None, None], "tczyx", *A2D_TRANSFORMS)
+    for fmt, name in (("hdf5", "p.h5"), ("single-scale OME-Zarr", "p.zarr")):
+        code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification2d.ilp'}", f"--output_format={fmt}",
+                          f"--output_filename_format={tmp_path / 'out' / name}", path], tmp_path, capsys)
+        assert code == 0, err
+    with h5py.File(tmp_path / "out/p.h5", "r") as f:
+        ds = f["exported_data"]
+        assert ds.shape == (1, 2, 1, 64, 80)
+        tags = json.loads(ds.attrs["axistags"])["axes"]
+        assert [(t["key"], t["resolution"]) for t in tags] == [("t", 0), ("c", 3), ("z", 0), ("y", 0.5), ("x", 0.25)]
+        assert ds.attrs["axis_units"] == '{"t": "second", "c": "", "z": "micrometer", "y": "micrometer", "x": "micrometer"}'
+    meta = zarr.open_group(str(tmp_path / "out/p.zarr"), mode="r").attrs["multiscales"][0]
+    assert meta["coordinateTransformations"] == [{"type": "scale", "scale": [1.0, 3.0, 1.0, 0.5, 0.25]},
+                                                 {"type": "translation", "translation": [10.0, 0.0, 5.0, 8.0, 10.0]}]
+    assert meta["datasets"] == [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * 5}]}]
+
+
 def test_ome_zarr_over_http(tmp_path):
     pytest.importorskip("zarr")
     pytest.importorskip("aiohttp")
@@ -210,3 +279,17 @@ def test_bad_n5_and_url_inputs_say_what_is_wrong(tmp_path, capsys):
         open_input(f"file://{tmp_path}/missing.zarr/s0")
     with pytest.raises(UserError, match="unsupported URL scheme"):
         open_input("ftp://example.org/a.zarr")
+
+
+def test_ome_tiff_input_pixel_sizes_as_ilastiks_tiff_reader(tmp_path):
+    """An OME-TIFF (ilastik's multipage TIFF export) gives its pixel sizes and OME units back, the
+    units for every axis in the file's order (ilastik's TIFF reader does the same)."""
+    from gpuheadless.io.ome_tiff import write_multipage_tiff
+
+    with open(tmp_path / "v.tiff", "wb") as stream:
+        write_multipage_tiff(stream, np.zeros((3, 4, 5, 2), np.float32), "zyxc", {"z": 2.0, "y": 0.5, "x": 0.25},
+                             {"z": "micrometer", "y": "micrometer", "x": "micrometer"})
+    source = open_input(str(tmp_path / "v.tiff"))
+    assert source.axes == "zcyx" and source.shape == (3, 2, 4, 5)
+    assert source.resolutions == {"z": 2.0, "y": 0.5, "x": 0.25}
+    assert list(source.axis_units.items()) == [("z", "µm"), ("c", ""), ("y", "µm"), ("x", "µm")]
