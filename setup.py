@@ -1,5 +1,5 @@
-"""Build hook for the compiled pieces: CPU forest inference, fastfilters-exact filters, 3x3 eigenvalues
-and the 2D skeleton features.
+"""Build hook for the compiled pieces: CPU forest inference, fastfilters-exact filters, 3x3 eigenvalues,
+the 2D skeleton features and the objects' moment sums.
 
 Everything else is declared in pyproject.toml.
 """
@@ -40,6 +40,12 @@ setup(
         Extension(
             "gpuheadless.objects._cskeleton",
             sources=["gpuheadless/objects/_cskeleton.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+        ),
+        # -ffp-contract=off: vigra's running moments round every product and sum apart.
+        Extension(
+            "gpuheadless.objects._cmoments",
+            sources=["gpuheadless/objects/_cmoments.c"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
         ),
         Extension(

@@ -518,3 +518,58 @@ def test_powers_are_the_c_librarys_pow():
     assert [float(v) for v in cubes] == [math.pow(v, 3.0) for v in d.tolist()]
     assert [float(v) for v in fourths] == [math.pow(v, 4.0) for v in d.tolist()]
     assert np.count_nonzero(d * d * d != cubes) > 1000  # the naive product is not the same
+
+
+@pytest.mark.parametrize("kind", ["integers", "fractions", "signed zeros"])
+def test_compiled_moment_sums_equal_the_numpy_reference(kind):
+    from gpuheadless.objects import features
+
+    if features._cmoments is None:
+        pytest.skip("the _cmoments extension is not built")
+    rng = np.random.default_rng({"integers": 5, "fractions": 6, "signed zeros": 7}[kind])
+    n, channels = 30, 3
+    index = rng.integers(0, n + 1, 5000)
+    index[index == 7] = 8  # an object with no pixel
+    columns = rng.integers(0, 256, (5000, channels)).astype(np.float64)
+    if kind == "fractions":
+        columns += rng.random(columns.shape)
+    if kind == "signed zeros":
+        columns[rng.random(columns.shape) < 0.3] = -0.0
+    centre = features.CPU_SUMS.sums(columns, index, n) / np.maximum(np.bincount(index, minlength=n + 1), 1)[:, None]
+    pairs = [(a, b) for a in range(channels) for b in range(channels)]
+    got = features.moment_sums(columns, index, n, centre, True, pairs)
+    expected = features._reference_moment_sums(columns, index, n, centre, True, pairs)
+    for ours, reference in zip(got, expected):
+        np.testing.assert_array_equal(ours.view(np.int64), reference.view(np.int64))  # bits, signed zeros too
+    assert np.count_nonzero(got[1]) > n // 2
+
+
+def test_neighbourhood_features_of_many_objects_equal_one_vigra_call_each():
+    from gpuheadless.objects import features
+
+    rng = np.random.default_rng(8)
+    labels = np.zeros((60, 50, 1), np.int64)
+    for i in range(1, 13):
+        x, y = rng.integers(0, 55), rng.integers(0, 45)
+        labels[x:x + rng.integers(2, 6), y:y + rng.integers(2, 6), 0] = i
+    labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)  # ids 1..n, none missing
+    image = rng.integers(0, 256, labels.shape + (1,)).astype(np.float32)
+    names = ["Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Sum", "Histogram"]
+    together = features.neighbourhood_features(image, labels, names, [5, 3])
+    for i in range(1, int(labels.max()) + 1):
+        # One object at a time: its context's pixels x fastest, statistics of that set alone.
+        values = features._context_values(image, labels, i, ndimage_box(labels, i), [5, 3], True, 2)
+        alone = features._intensity_stats(values, np.ones(len(values), np.int64), 1, set(names))
+        for name in names:
+            np.testing.assert_array_equal(together[name + " in neighborhood"][i], alone[name][1].astype(np.float32))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(features, "_NEIGHBOURHOOD_CHUNK", 1)  # one object per call
+        single = features.neighbourhood_features(image, labels, names, [5, 3])
+    for name, table in together.items():
+        np.testing.assert_array_equal(single[name], table)
+
+
+def ndimage_box(labels: np.ndarray, i: int) -> tuple[slice, ...]:
+    from scipy import ndimage
+
+    return ndimage.find_objects((labels == i).astype(np.int64))[0]

@@ -133,8 +133,9 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
     found = ids.read(region).astype(np.int64)
     mine = (found >= first) & (found <= last)
     batch = np.where(mine, found - (first - 1), 0)
-    image_xyzc = np.ascontiguousarray(np.transpose(read_raw(region), (2, 1, 0, 3)))
-    batch_xyz = np.ascontiguousarray(np.transpose(batch, (2, 1, 0)))
+    # (X, Y, Z) views of the (z, y, x) arrays: vigra's scan order (x fastest) is then their memory order.
+    image_xyzc = np.transpose(read_raw(region), (2, 1, 0, 3))
+    batch_xyz = np.transpose(batch, (2, 1, 0))
     origin = tuple(r.start for r in region)[::-1]
     computed = standard_features(image_xyzc, batch_xyz, list(plain) + list(DEFAULT_FEATURES), True, np.float64,
                                  origin, value_range, dims, accumulate)
@@ -143,7 +144,7 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
     features = {name: values.astype(np.float32) for name, values in computed.items()}  # plugin features: float32
     if local:
         # Other objects are the neighbourhood's context: label them k + 1, beyond the objects computed.
-        context_xyz = np.ascontiguousarray(np.transpose(np.where(mine, batch, np.where(found > 0, k + 1, 0)), (2, 1, 0)))
+        context_xyz = np.transpose(np.where(mine, batch, np.where(found > 0, k + 1, 0)), (2, 1, 0))
         features.update(neighbourhood_features(image_xyzc, context_xyz, local, reach, True, count=k, dims=dims))
     result = {STANDARD_PLUGIN: {name: features[name] for name in selected.get(STANDARD_PLUGIN, [])},
               "Default features": defaults}

@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-
 import numpy as np
 from scipy import ndimage
 
 from .eigensystem import symmetric_eigensystem
+
+try:
+    from . import _cmoments
+except ImportError:  # not built: the NumPy reference gives the same values, slower
+    _cmoments = None
 
 LOCAL = ("Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Sum", "Covariance", "Histogram")
 BINS = 64
@@ -152,6 +156,69 @@ def running_moment_sums(columns: np.ndarray, index: np.ndarray, n: int,
     return squares, products
 
 
+def _grouped(columns: np.ndarray, index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``columns`` with the pixels grouped by object (raster order kept within each) and where
+    each object starts: rows ``starts[i]:starts[i + 1]`` are object i's. Shapes (m, k), (n + 2,)."""
+    sizes = np.bincount(index, minlength=n + 1)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    if index.size and np.any(index[1:] < index[:-1]):
+        columns = columns[np.argsort(index, kind="stable")]
+    return np.ascontiguousarray(columns, dtype=np.float64), starts
+
+
+def moment_sums(columns: np.ndarray, index: np.ndarray, n: int, centre: np.ndarray, powers: bool,
+                pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per object the central moment sums as vigra forms them, in one compiled pass.
+
+    Parameters
+    ----------
+    columns : (pixels, k) float64
+        In raster order.
+    index : (pixels,) int64
+        Object of each pixel, 0..n.
+    n : int
+    centre : (n + 1, k) float64
+        Each object's mean (used for the powers only).
+    powers : bool
+        Whether to form the third and fourth powers (zeros otherwise).
+    pairs : list of (a, b)
+        Column pairs for the scatter matrix.
+
+    Returns
+    -------
+    squares, cubes, fourths : (n + 1, k) float64
+        The running sums of :func:`running_moment_sums`; the sums of ``pow(d, 3)`` and
+        ``pow(d, 4)`` with the C library's ``pow``, d = column - centre.
+    products : (n + 1, len(pairs)) float64
+        As :func:`running_moment_sums`.
+
+    Bit-identical to :func:`running_moment_sums` and :func:`libm_powers` summed per object; that
+    NumPy version is the reference and runs where the extension was not built.
+    """
+    k = columns.shape[1]
+    if _cmoments is None:
+        return _reference_moment_sums(columns, index, n, centre, powers, pairs)
+    grouped, starts = _grouped(columns, index, n)
+    squares, cubes, fourths = (np.zeros((n + 1, k)) for _ in range(3))
+    products = np.zeros((n + 1, len(pairs)))
+    _cmoments.moments(grouped, starts, np.ascontiguousarray(centre, dtype=np.float64),
+                      np.asarray(pairs, dtype=np.int64).reshape(-1, 2), squares, cubes, fourths, products, k,
+                      bool(powers))
+    return squares, cubes, fourths, products
+
+
+def _reference_moment_sums(columns, index, n, centre, powers, pairs):
+    """:func:`moment_sums` with NumPy only (the readable version)."""
+    squares, products = running_moment_sums(columns, index, n, pairs)
+    cubes, fourths = np.zeros_like(squares), np.zeros_like(squares)
+    if powers:
+        shape = columns.shape
+        cube_values, fourth_values = libm_powers((columns - centre[index]).reshape(-1))
+        cubes = CPU_SUMS.sums(cube_values.reshape(shape), index, n)
+        fourths = CPU_SUMS.sums(fourth_values.reshape(shape), index, n)
+    return squares, cubes, fourths, products
+
+
 class BincountSums:
     """Per-object sums on the CPU, each object's pixels added in raster order as vigra adds them."""
 
@@ -167,14 +234,12 @@ class BincountSums:
         scatter products (n + 1, len(pairs)) by :func:`running_moment_sums`; when ``powers``, the
         sums of ``pow(d, 3)`` and ``pow(d, 4)`` (:func:`libm_powers`), d = column - ``centre``
         (vigra's second pass over the pixels); without ``powers`` the moments are {}.
+        (:func:`moment_sums` does all of it.)
         """
-        squares, products = running_moment_sums(columns, index, n, pairs)
+        squares, cubes, fourths, products = moment_sums(columns, index, n, centre, powers, pairs)
         if not powers:
             return {}, products
-        cubes, fourths = libm_powers((columns - centre[index]).reshape(-1))
-        shape = columns.shape
-        return {2: squares, 3: self.sums(cubes.reshape(shape), index, n),
-                4: self.sums(fourths.reshape(shape), index, n)}, products
+        return {2: squares, 3: cubes, 4: fourths}, products
 
 
 class DeviceSums(BincountSums):
@@ -218,10 +283,9 @@ class DeviceSums(BincountSums):
         products = self._host(products)
         if not powers:
             return {}, products
-        # The C library's pow cannot run on the device: the powers are formed here, summed there.
-        cubes, fourths = libm_powers((columns - centre[index]).reshape(-1))
-        return {2: self._host(squares), 3: self.sums(cubes.reshape(columns.shape), index, n),
-                4: self.sums(fourths.reshape(columns.shape), index, n)}, products
+        # The C library's pow cannot run on the device: its sums are made here, in the same order.
+        _, cubes, fourths, _ = moment_sums(columns, index, n, centre, True, [])
+        return {2: self._host(squares), 3: cubes, 4: fourths}, products
 
 
 CPU_SUMS = BincountSums()
@@ -235,8 +299,12 @@ def _libm_pow(values: np.ndarray, exponent: float) -> np.ndarray:
 
 def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[str],
                      value_range: tuple[float, float] | None = None,
-                     accumulate: BincountSums = CPU_SUMS) -> dict[str, np.ndarray]:
-    """Per-label statistics of ``values`` (pixels, C) for labels ``index`` in 0..n (row 0 unused)."""
+                     accumulate: BincountSums = CPU_SUMS, own_range: bool = False) -> dict[str, np.ndarray]:
+    """Per-label statistics of ``values`` (pixels, C) for labels ``index`` in 0..n (row 0 unused).
+
+    The histogram range is ``value_range``, else that of all labelled pixels; with ``own_range``
+    each label's own (min, max), as separate vigra calls per label give.
+    """
     out: dict[str, np.ndarray] = {}
     count = np.bincount(index, minlength=n + 1).astype(np.float64)
     safe = np.where(count > 0, count, 1.0)
@@ -252,20 +320,32 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
         out["Variance"] = moments[2] / safe[:, None]
         out["Skewness"] = np.sqrt(count)[:, None] * moments[3] / _libm_pow(moments[2], 1.5)
         out["Kurtosis"] = count[:, None] * moments[4] / moments[2] ** 2 - 3.0
-    if names & {"Minimum", "Maximum"}:
-        out["Minimum"] = np.full((n + 1, channels), np.inf)
-        out["Maximum"] = np.full((n + 1, channels), -np.inf)
-        for c in range(channels):
-            np.minimum.at(out["Minimum"][:, c], index, values[:, c])
-            np.maximum.at(out["Maximum"][:, c], index, values[:, c])
+    histogram = channels == 1 and bool(names & {"Histogram", "Quantiles"})
+    if names & {"Minimum", "Maximum"} or histogram:
+        out.update(_extremes(values, index, n))
     if covariance:
         out["Covariance"] = products / safe[:, None]
         # vigra takes the eigenvectors of the scatter matrix, not of the covariance (signs differ).
         out["PrincipalAxes"] = _descending_eigen(products.reshape(n + 1, channels, channels))[1].reshape(n + 1, -1)
-    if channels == 1 and names & {"Histogram", "Quantiles"}:
-        out.update(_histogram_features(values[:, 0], index, n, count, out, value_range))
+    if histogram:
+        if own_range:
+            low, high = out["Minimum"][:, 0], out["Maximum"][:, 0]
+        else:
+            low, high = value_range or labelled_range(values[:, 0], index) or (0.0, 0.0)
+        out.update(_histogram_features(values[:, 0], index, n, count, out, low, high, "Quantiles" in names))
     out["Count"] = count[:, None]
     return out
+
+
+def _extremes(values: np.ndarray, index: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """``Minimum`` and ``Maximum`` (n + 1, C) per label (inf and -inf where a label has no pixel)."""
+    channels = values.shape[1]
+    low = np.full((n + 1, channels), np.inf)
+    high = np.full((n + 1, channels), -np.inf)
+    for c in range(channels):
+        np.minimum.at(low[:, c], index, values[:, c])
+        np.maximum.at(high[:, c], index, values[:, c])
+    return {"Minimum": low, "Maximum": high}
 
 
 def labelled_range(values: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
@@ -275,29 +355,36 @@ def labelled_range(values: np.ndarray, labels: np.ndarray) -> tuple[float, float
 
 
 def _histogram_features(values: np.ndarray, index: np.ndarray, n: int, count: np.ndarray,
-                        stats: dict[str, np.ndarray], value_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
-    """vigra's 64-bin histograms over the range of all labelled pixels (``value_range`` when the
-    pixels are a crop of the image), and the quantiles interpolated from them (spec §3.3)."""
-    low, high = value_range or labelled_range(values, index) or (0.0, 0.0)
-    if high == low:
-        high += BINS * 2.0**-52
-    scale = BINS / (high - low)
-    position = scale * (values - low)
+                        stats: dict[str, np.ndarray], low: float | np.ndarray, high: float | np.ndarray,
+                        quantiles: bool = True) -> dict[str, np.ndarray]:
+    """vigra's 64-bin histograms over the range [low, high] (one for all labels, or (n + 1,) one
+    per label), and the quantiles interpolated from them (spec §3.3); ``stats`` holds the
+    labels' Minimum and Maximum."""
+    low = np.broadcast_to(np.asarray(low, dtype=np.float64), (n + 1,))
+    high = np.broadcast_to(np.asarray(high, dtype=np.float64), (n + 1,))
+    high = np.where(high == low, high + BINS * 2.0**-52, high)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = BINS / (high - low)  # inf / nan only on labels with no pixel
+    position = scale[index] * (values - low[index])
     bins = np.where(position == BINS, BINS - 1, np.floor(position)).astype(np.int64)
     bins = np.clip(bins, 0, BINS - 1)
     histogram = np.zeros((n + 1, BINS))
     np.add.at(histogram, (index, bins), 1.0)
-    quantiles = np.zeros((n + 1, len(QUANTILES) + 2))
-    if "Minimum" not in stats:
-        stats["Minimum"] = np.full((n + 1, 1), np.inf)
-        stats["Maximum"] = np.full((n + 1, 1), -np.inf)
-        np.minimum.at(stats["Minimum"][:, 0], index, values)
-        np.maximum.at(stats["Maximum"][:, 0], index, values)
-    for i in range(1, n + 1):
+    result = {"Histogram": histogram}
+    if quantiles:
+        result["Quantiles"] = _quantiles(histogram, count, stats["Minimum"][:, 0], stats["Maximum"][:, 0], low, scale)
+    return result
+
+
+def _quantiles(histogram: np.ndarray, count: np.ndarray, minimum: np.ndarray, maximum: np.ndarray,
+               low: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(n + 1, 7): per label its minimum, the QUANTILES interpolated from its histogram, its maximum."""
+    quantiles = np.zeros((len(histogram), len(QUANTILES) + 2))
+    for i in range(1, len(histogram)):
         if count[i] == 0:
             continue
-        lo, hi = stats["Minimum"][i, 0], stats["Maximum"][i, 0]
-        keys, cumulative, running = [scale * (lo - low)], [0.0], 0.0
+        lo, hi = minimum[i], maximum[i]
+        keys, cumulative, running = [scale[i] * (lo - low[i])], [0.0], 0.0
         for k in np.nonzero(histogram[i])[0]:
             if keys[-1] <= k:
                 keys.append(float(k))
@@ -305,20 +392,20 @@ def _histogram_features(values: np.ndarray, index: np.ndarray, n: int, count: np
             running += histogram[i, k]
             keys.append(float(k + 1))
             cumulative.append(running)
-        keys[-1], cumulative[-1] = scale * (hi - low), count[i]
+        keys[-1], cumulative[-1] = scale[i] * (hi - low[i]), count[i]
         row = [lo]
         for q in QUANTILES:
             target = count[i] * q
             for p in range(len(keys) - 1):
                 if cumulative[p] < target <= cumulative[p + 1]:
                     fraction = (target - cumulative[p]) / (cumulative[p + 1] - cumulative[p])
-                    row.append(low + (keys[p] + fraction * (keys[p + 1] - keys[p])) / scale)
+                    row.append(low[i] + (keys[p] + fraction * (keys[p + 1] - keys[p])) / scale[i])
                     break
             else:
                 row.append(lo)
         row.append(hi)
         quantiles[i] = row
-    return {"Histogram": histogram, "Quantiles": quantiles}
+    return quantiles
 
 
 def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True,
@@ -397,42 +484,73 @@ def neighbourhood_features(image: np.ndarray, labels: np.ndarray, names: Sequenc
 
     The neighbourhood of an object is the set of pixels closer than ``max(margins)`` to it in a
     distance with per-axis pitch ``floor(max(margins) / margin_axis)``, minus the object itself
-    (other objects included), inside the object's box widened by the margins.
+    (other objects included), inside the object's box widened by the margins. Its pixels are
+    taken in vigra's scan order (x fastest), and each object's statistics are those of a vigra
+    call of its own (its own histogram range); objects are computed together, a few at a time.
 
     ``count`` limits the objects computed to 1..count (labels above are context only, as other
     objects are); the crop must then reach the margins (and one pixel more on the high side)
     beyond those objects or the image border. ``dims`` as in :func:`standard_features`.
+
+    Returns
+    -------
+    dict
+        ``"<name> in neighborhood"`` -> (n + 1, width) float32, row 0 zeros.
     """
     wanted = [name for name in names if name in LOCAL]
     n = count if count is not None else int(labels.max()) if labels.size else 0
     dims = dims or (2 if labels.shape[2] == 1 else 3)
+    channels = image.shape[-1]
+    tables = {name: np.zeros((n + 1, _local_width(name, channels))) for name in wanted}
+    if not wanted:
+        return {}
+    boxes = ndimage.find_objects(labels.astype(np.int64))
+    pending: list[tuple[int, np.ndarray]] = []
+    held = 0
+    for i in range(1, n + 1):
+        pending.append((i, _context_values(image, labels, i, boxes[i - 1], margins, exclusive_max, dims)))
+        held += len(pending[-1][1])
+        if held >= _NEIGHBOURHOOD_CHUNK or i == n:
+            _local_rows(pending, set(wanted), channels, tables)
+            pending, held = [], 0
+    return {name + NEIGHBOURHOOD_SUFFIX: table.astype(np.float32) for name, table in tables.items()}
+
+
+_NEIGHBOURHOOD_CHUNK = 1 << 19  # context pixels whose statistics are computed in one go (some 8 MB a
+# float64 channel, a few temporaries of it)
+
+
+def _local_width(name: str, channels: int) -> int:
+    return channels * channels if name == "Covariance" else BINS if name == "Histogram" else channels
+
+
+def _context_values(image: np.ndarray, labels: np.ndarray, i: int, box: tuple[slice, ...] | None,
+                    margins: Sequence[int], exclusive_max: bool, dims: int) -> np.ndarray:
+    """(pixels, C) float64: the intensities of object i's neighbourhood, x fastest."""
+    channels = image.shape[-1]
+    if box is None:
+        return np.zeros((0, channels))
     margins = np.asarray(list(margins)[:dims], dtype=np.int64)
     reach = int(margins.max())
     pitch = np.floor(reach / margins).astype(np.float64)
-    channels = image.shape[-1]
-    boxes = ndimage.find_objects(labels.astype(np.int64))
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
-    for i in range(1, n + 1):
-        box = boxes[i - 1]
-        # ilastik widens the box from the stored Coord<Maximum>; the exclusive one adds a pixel.
-        crop = tuple(slice(max(s.start - m, 0), min(s.stop - 1 + (1 if exclusive_max else 0) + 1 + m, size))
-                     for s, m, size in zip(box[:dims], margins, labels.shape[:dims]))
-        crop = crop + (slice(0, 1),) if dims == 2 else crop
-        inside = labels[crop] == i
-        distance = ndimage.distance_transform_edt(~inside[..., 0] if dims == 2 else ~inside,
-                                                  sampling=pitch)
-        passed = distance < reach
-        context = passed & ~(inside[..., 0] if dims == 2 else inside)
-        values = image[crop].reshape(-1, channels) if dims == 3 else image[crop][:, :, 0].reshape(-1, channels)
-        chosen = values[context.reshape(-1)].astype(np.float64)
-        stats = _intensity_stats(chosen, np.ones(len(chosen), np.int64), 1, set(wanted))
-        for name in wanted:
-            rows[name].append(stats[name][1])
-    result = {}
-    for name in wanted:
-        width = channels * channels if name == "Covariance" else BINS if name == "Histogram" else channels
-        table = np.zeros((n + 1, width), dtype=np.float64)
-        if rows[name]:
-            table[1:] = np.asarray(rows[name]).reshape(n, width)
-        result[name + NEIGHBOURHOOD_SUFFIX] = table.astype(np.float32)
-    return result
+    # ilastik widens the box from the stored Coord<Maximum>; the exclusive one adds a pixel.
+    crop = tuple(slice(max(s.start - m, 0), min(s.stop - 1 + (1 if exclusive_max else 0) + 1 + m, size))
+                 for s, m, size in zip(box[:dims], margins, labels.shape[:dims]))
+    if dims == 2:
+        crop = crop + (0,)
+    inside = labels[crop] == i
+    distance = ndimage.distance_transform_edt(~inside, sampling=pitch)
+    context = (distance < reach) & ~inside
+    values = image[crop].reshape(-1, channels, order="F")
+    return values[context.reshape(-1, order="F")].astype(np.float64)
+
+
+def _local_rows(pending: list[tuple[int, np.ndarray]], wanted: set[str], channels: int,
+                tables: dict[str, np.ndarray]) -> None:
+    """The statistics of each (object id, context values) of ``pending`` into its row of ``tables``."""
+    ids = np.array([i for i, _ in pending])
+    values = np.concatenate([chosen for _, chosen in pending]) if pending else np.zeros((0, channels))
+    index = np.repeat(np.arange(1, len(pending) + 1), [len(chosen) for _, chosen in pending])
+    stats = _intensity_stats(values, index, len(pending), wanted, own_range=True)
+    for name, table in tables.items():
+        table[ids] = stats[name][1:].reshape(len(pending), -1)
