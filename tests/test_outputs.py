@@ -460,3 +460,43 @@ def test_exported_log_line_names_the_dataset_as_ilastik(fmt, ext, shown, data, t
                       f"--output_filename_format={tmp_path}/log/r.{ext}", str(data / INPUT_2D3C)], tmp_path, capsys)
     lines = [line for line in err.splitlines() if "Exported" in line]
     assert code == 0 and lines and lines[-1].endswith(f"{tmp_path}/log/r.{ext}{shown}")
+
+
+# --- OME-Zarr exports of OME-Zarr inputs: the input's levels -------------------------------------
+
+INPUT_LEVELS = {"s0": {"t": 1, "c": 1, "z": 1, "y": 1024, "x": 1344}, "s1": {"t": 1, "c": 1, "z": 1, "y": 512, "x": 672}}
+
+
+@pytest.mark.parametrize("shape, key, expected", [
+    ((1, 2, 1, 1024, 1344), "s0", [("s0", (1, 2, 1, 1024, 1344)), ("s1", (1, 2, 1, 512, 672))]),
+    ((1, 2, 1, 512, 672), "s1", [("s1", (1, 2, 1, 512, 672))]),  # never upscaled to s0
+    ((1, 2, 1, 101, 200), "s0", [("s0", (1, 2, 1, 101, 200)), ("s1", (1, 2, 1, 50, 100))]),  # a cutout: int(n / 2)
+    ((1, 2, 1, 3, 200), "s0", [("s0", (1, 2, 1, 3, 200))]),  # s1 would be 1 x 100: not 2D, left out
+])
+def test_multi_scale_export_of_an_ome_zarr_input_follows_its_levels(shape, key, expected):
+    from gpuheadless.io.ome_zarr_ilastik import input_scaling_axes, matched_levels
+
+    assert matched_levels(shape, INPUT_LEVELS, key) == expected
+    assert input_scaling_axes(INPUT_LEVELS) == {"y", "x"} and input_scaling_axes({"s0": INPUT_LEVELS["s0"]}) == set()
+
+
+def test_single_scale_export_of_an_input_level_is_named_after_it(tmp_path):
+    """ilastik names the level after the input's (``s1``) and, the input's levels differing in y
+    and x, records their pixel size on the level rather than image-wide; t keeps its own."""
+    pytest.importorskip("zarr")
+    import zarr
+
+    from gpuheadless.io.ome_zarr_ilastik import IlastikOmeZarrWriter
+    from gpuheadless.io.writers import axistags_json
+
+    image = np.zeros((3, 5, 6), np.float32)
+    attrs = {"axistags": axistags_json("tyx", {"t": 4.0, "y": 2.0, "x": 0.5})}
+    writer = IlastikOmeZarrWriter(str(tmp_path / "o.zarr"), image.shape, image.dtype, "tyx", attrs, multiscale=False,
+                                  scale_key="s1", input_scales=INPUT_LEVELS, translation={"y": 1.5})
+    writer.write((slice(None),) * 3, image)
+    writer.commit()
+    meta = zarr.open_group(str(tmp_path / "o.zarr"), mode="r").attrs["multiscales"][0]
+    assert meta["datasets"] == [{"path": "s1", "coordinateTransformations": [
+        {"type": "scale", "scale": [1.0, 1.0, 1.0, 2.0, 0.5]}]}]
+    assert meta["coordinateTransformations"] == [{"type": "scale", "scale": [4.0, 1.0, 1.0, 1.0, 1.0]},
+                                                 {"type": "translation", "translation": [0.0, 0.0, 0.0, 1.5, 0.0]}]

@@ -60,6 +60,53 @@ def level_shapes(shape: tuple[int, ...], dtype: np.dtype) -> list[tuple[int, ...
     return levels
 
 
+def matched_levels(shape: tuple[int, ...], input_scales: dict[str, dict[str, int]],
+                   input_key: str) -> list[tuple[str, tuple[int, ...]]]:
+    """ilastik's multi-scale levels for an export of an OME-Zarr input: the input's own levels.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The export's ``tczyx`` shape (computed from level ``input_key``).
+    input_scales : dict
+        The input's levels, largest first: path to shape per input axis.
+    input_key : str
+        The level the export was computed from.
+
+    Returns
+    -------
+    list of (str, tuple of int)
+        Level paths and ``tczyx`` shapes from ``input_key`` on (ilastik never upscales): the
+        input's shapes when the export has the input level's extent, else the export scaled by
+        each level's factors (``int(n / factor)``, at least 1), stopping before a level that
+        would have fewer than two spatial axes longer than 1.
+    """
+    size = dict(zip(OME_AXES, shape))
+    source = input_scales[input_key]
+    if all(a not in source or a == "c" or size[a] == source[a] for a in OME_AXES):
+        targets = {key: {a: level.get(a, 1) for a in OME_AXES} for key, level in input_scales.items()}
+    else:
+        targets = {}
+        for key, level in input_scales.items():
+            factors = {a: source[a] / level[a] if a in level and a in source and a != "c" else 1.0 for a in OME_AXES}
+            scaled = {a: max(int(n / factors[a]), 1) for a, n in size.items()}
+            if sum(scaled[a] > 1 for a in _SPATIAL) < 2 and key != input_key:
+                break
+            targets[key] = scaled
+    keys = list(targets)
+    return [(key, tuple(size["c"] if a == "c" else targets[key][a] for a in OME_AXES))
+            for key in keys[keys.index(input_key):]]
+
+
+def input_scaling_axes(input_scales: dict[str, dict[str, int]]) -> set[str]:
+    """Axes along which an input OME-Zarr's levels differ in size (ilastik records their pixel
+    size per level, not image-wide, even in a single-scale export)."""
+    levels = list(input_scales.values())
+    if not levels:
+        return set()
+    return {a for a in levels[0] if any(level.get(a) != levels[0][a] for level in levels)}
+
+
 def resize_region(read: Callable[[tuple[slice, ...]], np.ndarray], source_shape: tuple[int, ...],
                   target_shape: tuple[int, ...], start: tuple[int, ...], stop: tuple[int, ...], order: int,
                   dtype: np.dtype) -> np.ndarray:
@@ -116,7 +163,7 @@ def resize_region(read: Callable[[tuple[slice, ...]], np.ndarray], source_shape:
 
 def multiscales(shapes: list[tuple[int, ...]], resolution: dict[str, float], units: dict[str, str],
                 offset: dict[str, int], order: int, translation: dict[str, float] | None = None,
-                names: list[str] | None = None) -> dict[str, Any]:
+                names: list[str] | None = None, input_scaling: set[str] | None = None) -> dict[str, Any]:
     """ilastik's ``multiscales[0]`` entry for levels of the given ``tczyx`` shapes.
 
     Parameters
@@ -133,12 +180,15 @@ def multiscales(shapes: list[tuple[int, ...]], resolution: dict[str, float], uni
         The input OME-Zarr's translation per axis (physical units), added to the offset's.
     names : list of str, optional
         The levels' paths (default ``s0``, ``s1`` ...).
+    input_scaling : set of str, optional
+        Axes along which the input OME-Zarr's levels differ (see :func:`input_scaling_axes`).
     """
     names = names or [f"s{i}" for i in range(len(shapes))]
     res = {a: float(resolution.get(a) or 1.0) for a in OME_AXES}
     base = shapes[0]
     factors = [{a: (base[i] / s[i] if a != "c" else 1.0) for i, a in enumerate(OME_AXES)} for s in shapes]
     scaling_axes = {a for a in OME_AXES if len(shapes) > 1 and any(f[a] != 1 for f in factors)}
+    scaling_axes |= set(input_scaling or ())
     axes = []
     for a in OME_AXES:
         entry = {"name": a, "type": _AXIS_TYPES[a]}
@@ -199,11 +249,15 @@ class IlastikOmeZarrWriter:
     scale_key : str, optional
         The OME-Zarr input level the export was computed from: a single-scale export's level is
         named after it (default ``s0``).
+    input_scales : dict, optional
+        The OME-Zarr input's levels (path to shape per axis): a multi-scale export has the
+        input's levels from ``scale_key`` on instead of ilastik's default pyramid.
     """
 
     def __init__(self, final_path: str, shape, dtype, axes: str, attrs: dict[str, Any], multiscale: bool,
                  labels: bool = False, offset: dict[str, int] | None = None,
-                 translation: dict[str, float] | None = None, scale_key: str | None = None) -> None:
+                 translation: dict[str, float] | None = None, scale_key: str | None = None,
+                 input_scales: dict[str, dict[str, int]] | None = None) -> None:
         from .zarr_io import _zarr  # noqa: PLC0415
 
         self._zarr = _zarr()
@@ -217,7 +271,8 @@ class IlastikOmeZarrWriter:
         self._multiscale, self._order = multiscale, 0 if labels else 1
         self._offset = {a: int(v) for a, v in (offset or {}).items()}
         self._translation = {a: float(v) for a, v in (translation or {}).items()}
-        self._first = scale_key if scale_key and not multiscale else "s0"
+        self._input_scales = input_scales if scale_key and input_scales and scale_key in input_scales else {}
+        self._first = scale_key if self._input_scales else "s0"
         tags = json.loads(attrs["axistags"]) if "axistags" in attrs else {"axes": []}
         self._resolution = {t["key"]: t.get("resolution", 0) for t in tags["axes"]}  # as given: vigra writes 0, not 0.0
         units = attrs.get("axis_units")
@@ -257,10 +312,13 @@ class IlastikOmeZarrWriter:
         self._levels[0][tuple(box.get(a, slice(0, 1)) for a in OME_AXES)] = block[expand]
 
     def _downscale(self) -> None:
-        shapes = level_shapes(self._shape, self._dtype)
-        for i, shape in enumerate(shapes[1:], start=1):
+        if self._input_scales:
+            levels = matched_levels(self._shape, self._input_scales, self._first)
+        else:
+            levels = [(f"s{i}", shape) for i, shape in enumerate(level_shapes(self._shape, self._dtype))]
+        for name, shape in levels[1:]:
             source = self._levels[-1]
-            target = self._create(f"s{i}", shape)
+            target = self._create(name, shape)
             counts = [-(-n // c) for n, c in zip(shape, self._chunks)]
             for index in np.ndindex(*counts):
                 start = tuple(k * c for k, c in zip(index, self._chunks))
@@ -279,7 +337,8 @@ class IlastikOmeZarrWriter:
         self._group.attrs.update({
             "_creator": {"name": "gpuheadless", "version": __version__, "ome_zarr_exporter_version": 2},
             "multiscales": [multiscales(shapes, self._resolution, self._units, self._offset, self._order,
-                                        self._translation, [level.basename for level in self._levels])],
+                                        self._translation, [level.basename for level in self._levels],
+                                        input_scaling_axes(self._input_scales))],
         })
         if os.path.exists(self.final_path):
             raise UserError(f"output '{self.final_path}': appeared while writing; not overwritten")

@@ -42,6 +42,9 @@ class ImageSource:
         translation added), which ilastik carries into OME-Zarr exports.
     scale_key : str or None
         The OME-Zarr level read (e.g. ``"s0"``); ilastik names a single-scale export's level after it.
+    scales : dict
+        An OME-Zarr image's levels, largest first: path to shape per axis; ilastik's OME-Zarr
+        exports of it follow these levels.
     """
 
     display: str
@@ -57,6 +60,7 @@ class ImageSource:
     drange: tuple[Any, Any] | None = None
     translation: dict[str, float] = field(default_factory=dict)
     scale_key: str | None = None
+    scales: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Read ``region`` (slices in the file's axis order)."""

@@ -265,7 +265,8 @@ EXPORT_HINTS = "_gpuheadless_export"
 a dict with ``labels`` (bool: the source is a label image, downscaled by nearest neighbour) and
 ``offset`` (dict axis -> int: the export's start, recorded by OME-Zarr as a translation),
 ``translation`` (dict axis -> float: an OME-Zarr input's translation, carried into OME-Zarr
-exports) and ``scale_key`` (the OME-Zarr input level read, naming a single-scale export's level)."""
+exports), ``scale_key`` (the OME-Zarr input level read, naming a single-scale export's level)
+and ``scales`` (the OME-Zarr input's levels, which a multi-scale export follows)."""
 
 
 def open_writer(
@@ -294,7 +295,8 @@ def open_writer(
 
         return IlastikOmeZarrWriter(path, shape, dtype, axes, attrs, multiscale=output_format == "multi-scale OME-Zarr",
                                     labels=bool(hints.get("labels")), offset=hints.get("offset"),
-                                    translation=hints.get("translation"), scale_key=hints.get("scale_key"))
+                                    translation=hints.get("translation"), scale_key=hints.get("scale_key"),
+                                    input_scales=hints.get("scales"))
     if output_format in formats.ZARR_FORMATS:
         from .zarr_io import ZarrWriter  # noqa: PLC0415 - zarr is an optional extra
 

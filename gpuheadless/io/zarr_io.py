@@ -106,7 +106,7 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
     inner = (internal or "").strip("/")
     attrs = root.json(".zattrs") or {}
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
-    axes, resolutions, units, translation, scale_key = None, {}, {}, {}, None
+    axes, resolutions, units, translation, scale_key, scales = None, {}, {}, {}, None, {}
     if multiscales and isinstance(multiscales, list):
         spec = next((m for m in multiscales if any(d.get("path") == inner for d in m.get("datasets", []))), None)
         if spec is None and not inner:
@@ -121,6 +121,7 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
             if any(named.values()) or any(resolutions.values()):  # ilastik keeps units only with a pixel size
                 units = {a: named.get(a, "") for a in axes}
             translation = _translation(spec, level, axes)
+            scales = _level_shapes(root, spec, axes)
     elif not inner and root.json(".zarray") is None:
         raise UserError(f"input '{display}': a Zarr group without OME-Zarr multiscales; append the array path")
     try:
@@ -131,8 +132,21 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
         axes = default_axes(tuple(array.shape))
     return ImageSource(
         axes=axes, shape=tuple(array.shape), dtype=np.dtype(array.dtype), read_region=lambda r: array[r],
-        resolutions=resolutions, axis_units=units, translation=translation, scale_key=scale_key, **base,
+        resolutions=resolutions, axis_units=units, translation=translation, scale_key=scale_key,
+        scales=scales if len(axes) == array.ndim else {}, **base,
     )
+
+
+def _level_shapes(root: Any, spec: dict[str, Any], axes: str) -> dict[str, dict[str, int]]:
+    """Shape per axis of every level of an OME-Zarr image, largest first; {} if one is unreadable."""
+    shapes = {}
+    for dataset in spec.get("datasets", []):
+        meta = root.json(f"{dataset.get('path')}/.zarray") or {}
+        shape = meta.get("shape")
+        if not isinstance(shape, list) or len(shape) != len(axes):
+            return {}
+        shapes[str(dataset["path"])] = dict(zip(axes, (int(n) for n in shape)))
+    return shapes
 
 
 def _transform(transforms: Any, kind: str) -> list[float] | None:
@@ -144,7 +158,10 @@ def _transform(transforms: Any, kind: str) -> list[float] | None:
     if not any(t["type"] == "scale" for t in valid):
         return None
     found = next((t[kind] for t in valid if t["type"] == kind), None)
-    return [float(v) for v in found] if isinstance(found, list) else None
+    try:
+        return [float(v) for v in found] if isinstance(found, list) else None
+    except (TypeError, ValueError):  # not numbers: no transform, as ilastik ignores invalid ones
+        return None
 
 
 def _level_resolution(spec: dict[str, Any], level: dict[str, Any], axes: str) -> dict[str, float]:

@@ -229,7 +229,8 @@ def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source
     display_mode = "default" if source == "Labels" else "grayscale"
     own_axes = lane.axes == lane.source.axes
     hints = {"labels": source in _LABEL_SOURCES, "offset": offset,
-             "translation": lane.source.translation if own_axes else {}, "scale_key": lane.source.scale_key}
+             "translation": lane.source.translation if own_axes else {}, "scale_key": lane.source.scale_key,
+             "scales": lane.source.scales if own_axes else {}}
     attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": display_mode,
                              EXPORT_HINTS: hints}
     drange = transform.drange
