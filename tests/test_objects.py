@@ -573,3 +573,36 @@ def ndimage_box(labels: np.ndarray, i: int) -> tuple[slice, ...]:
     from scipy import ndimage
 
     return ndimage.find_objects((labels == i).astype(np.int64))[0]
+
+
+@pytest.mark.parametrize("source", ["Object Probabilities", "Object Identities", "Object Predictions",
+                                    "Blockwise Object Predictions"])
+def test_multiscale_ome_zarr_object_images_are_downscaled_as_labels(source, data, tmp_path, capsys):
+    """ilastik 1.4.2 gives every object image its ids' label semantics: nearest-neighbour levels
+    (``order`` 0), no value that is not in ``s0`` (checked live in tests/live/test_objects_live.py)."""
+    import json
+
+    zarr = pytest.importorskip("zarr")
+    from cli_helpers import run_cli
+
+    rng = np.random.default_rng(9)
+    inside = np.zeros((1, 16, 256, 256), bool)  # 2 levels even as uint8
+    for z, y, x in rng.integers([1, 4, 4], [13, 246, 246], (60, 3)):
+        inside[0, z:z + 3, y:y + rng.integers(3, 9), x:x + rng.integers(3, 9)] = True
+    raw = np.where(inside, rng.integers(80, 200, inside.shape), 20)[..., None].repeat(2, -1).astype(np.uint8)
+    probabilities = np.stack([inside * 0.98 + 0.01, 0.99 - inside * 0.98], -1).astype(np.float32)
+    for name, key, array in (("raw.h5", "data", raw), ("pmaps.h5", "exported_data", probabilities)):
+        with h5py.File(tmp_path / name, "w") as f:
+            f.create_dataset(key, data=array)
+    code, err = run_cli(["--headless", f"--project={data / PROJECT}", f"--raw_data={tmp_path}/raw.h5/data",
+                         f"--prediction_maps={tmp_path}/pmaps.h5/exported_data", f"--export_source={source}",
+                         "--output_format=multi-scale OME-Zarr", f"--output_filename_format={tmp_path}/out",
+                         f"--table_filename={tmp_path}/t.csv"], tmp_path, capsys)
+    assert code == 0, err
+    with open(tmp_path / "out.zarr/.zattrs") as f:
+        multiscales = json.load(f)["multiscales"][0]
+    assert multiscales["metadata"]["kwargs"]["order"] == 0
+    levels = [zarr.open(str(tmp_path / "out.zarr" / d["path"]), mode="r")[...] for d in multiscales["datasets"]]
+    assert len(levels) >= 2 and levels[0].any()
+    for level in levels[1:]:
+        assert np.isin(level, levels[0]).all()  # smoothing and linear interpolation would blend values

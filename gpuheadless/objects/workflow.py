@@ -31,7 +31,7 @@ from ..export import ExportTransform, make_transform, output_axes
 from ..io import formats
 from ..io.naming import format_known, replace_extension
 from ..io.stacks import open_input
-from ..io.writers import axistags_json, open_writer
+from ..io.writers import EXPORT_HINTS, axistags_json, open_writer
 from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
 from ..pipeline.export_plan import cutout_bounds
@@ -301,12 +301,25 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
     internal = opts.output_internal_path or project.export.get("output_internal_path") or "exported_data"
     # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
     # (in the export's type) on the blockwise images
-    attrs = {"axistags": axistags_json(out_axes), "display_mode": "default"}
+    attrs = {"axistags": axistags_json(out_axes), "display_mode": "default",
+             EXPORT_HINTS: _export_hints(raw, start)}
     if transform.drange is not None:
         attrs["drange"] = np.array(transform.drange, dtype=dtype)
     elif source.startswith("Blockwise"):
         attrs["drange"] = np.array((0, 255), dtype=dtype)
     return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs)
+
+
+def _export_hints(raw: Lane, start: dict[str, int]) -> dict:
+    """What the writers need beyond attributes (see ``writers.EXPORT_HINTS``).
+
+    Every object image is a label image to ilastik 1.4.2, Object Probabilities too: they all
+    inherit the object ids' label semantics, so its OME-Zarr pyramids are nearest neighbour
+    (``order`` 0) for each of them.
+    """
+    own_axes = raw.axes == raw.source.axes
+    return {"labels": True, "offset": dict(start), "translation": raw.source.translation if own_axes else {},
+            "scale_key": raw.source.scale_key}
 
 
 def _write_image(plan: _ImagePlan, project: ObjectProject, raw: Lane, results, budget: float) -> str:
