@@ -105,17 +105,13 @@ def exports(ilastik, data, tmp_path_factory):
 def test_ilastiks_outputs_read_by_gpuheadless_equal_ours(fmt, exports):
     theirs = _read_ours(str(exports / _reference_path(fmt, _out("ilastik", fmt))))
     ours = _read_ours(str(exports / _reference_path(fmt, _out("gpuheadless", fmt))))
-    if fmt == "multipage tiff":  # same pages; see test_multipage_tiff_pages_carry_ilastiks_axes
-        ours = ours.reshape(theirs.shape)
     _assert_same(ours, theirs, fmt)
 
 
-@pytest.mark.xfail(strict=True, reason="gpuheadless's multipage TIFF lacks ilastik's ImageJ hyperstack axes (z, c): "
-                   "read back it is 100 pages, ilastik's is 50 z x 2 c; the pages and values are the same")
 def test_multipage_tiff_pages_carry_ilastiks_axes(exports):
     theirs = _read_ours(str(exports / _out("ilastik", "multipage tiff")))
     ours = _read_ours(str(exports / _out("gpuheadless", "multipage tiff")))
-    assert ours.shape == theirs.shape
+    assert ours.shape == theirs.shape == (50, 2, 60, 55)  # zcyx
 
 
 def test_gpuheadless_outputs_read_by_ilastik(exports):
@@ -276,3 +272,220 @@ def test_blockwise_hdf5_fails_in_both(exports):
     assert theirs.returncode != 0 and "NotImplementedError" in theirs.output
     assert ours.returncode == 2 and "Traceback" not in ours.output and len(ours.stderr.strip().splitlines()) <= 2
     assert not (exports / "out/bw").exists() or not list((exports / "out/bw").iterdir())
+
+
+# --- multipage TIFF and single TIFF images --------------------------------------------------------
+
+P5T3D, P5T2D = "projects/PixelClassification5t3d2c.ilp", "projects/PixelClassification5t2d1c.ilp"
+# name -> (project, source, format, input): 2D, 2D + c, 3D, 3D + c, time series, and sequences
+TIFF_CASES = {
+    "2d": (P2D, "Simple Segmentation", "multipage tiff", "inputs/2d.h5/data"),
+    "2dc": (P2D, "Probabilities", "multipage tiff", "inputs/2d.h5/data"),
+    "3d": (P3D, "Simple Segmentation", "multipage tiff", "inputs/3d.h5/data"),
+    "3dc": (P3D, "Probabilities", "multipage tiff", "inputs/3d.h5/data"),
+    "5t3dc": (P5T3D, "Probabilities", "multipage tiff", "inputs/5t3d2c.h5/data"),
+    "5t2dc": (P5T2D, "Probabilities", "multipage tiff", "inputs/5t2d1c.h5/data"),
+    "seq_5t3dc": (P5T3D, "Probabilities", "multipage tiff sequence", "inputs/5t3d2c.h5/data"),
+    "single_2dc": (P2D, "Probabilities", "tif", "inputs/2d.h5/data"),
+    "single_2d": (P2D, "Simple Segmentation", "tiff", "inputs/2d.h5/data"),
+}
+
+
+def _tiff_workspace(data: Path, root: Path) -> Path:
+    _workspace(data, root)
+    for project in (P5T3D, P5T2D):
+        shutil.copyfile(data / project, root / project)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiffs(ilastik, data, tmp_path_factory):
+    root = _tiff_workspace(data, tmp_path_factory.mktemp("tiffs"))
+    for name, (project, source, fmt, source_path) in TIFF_CASES.items():
+        pattern = f"{name}_{{slice_index}}.tiff" if fmt.endswith("sequence") else f"{name}.tiff"
+        for program, run in (("ilastik", run_ilastik), ("gpuheadless", run_gpuheadless)):
+            args = [f"--project={project}", f"--export_source={source}", f"--output_format={fmt}",
+                    f"--output_filename_format=out/{program}/{pattern}", source_path]
+            done = run(args if program == "ilastik" else ["--headless", *args], root)
+            assert done.returncode == 0, done.output[-3000:]
+    return root
+
+
+def _tiff_layout(path: Path) -> tuple:
+    """Everything of a TIFF but its pixel offsets, Software tag, and OME UUID / creator."""
+    import re
+
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        pages = [tif.pages[i].aspage() for i in range(len(tif.pages))]
+        tags = [[(t.name, t.value) for t in p.tags.values() if t.name not in ("StripOffsets", "Software", "ImageDescription")]
+                for p in pages]
+        description = re.sub(r' UUID="[^"]*"\s*Creator="[^"]*"', "", pages[0].description) if tif.is_ome else None
+        return tif.series[0].axes, tif.series[0].shape, len(pages), tif.imagej_metadata, tags, description
+
+
+@pytest.mark.parametrize("name", [n for n in TIFF_CASES if not n.startswith("single")])
+def test_multipage_tiff_layout_equals_ilastiks(name, tiffs):
+    """Same series axes and shape, pages, tags, OME-XML and values as ilastik's own file."""
+    import tifffile
+
+    ours = sorted((tiffs / "out/gpuheadless").glob(f"{name}*.tiff"))
+    theirs = sorted((tiffs / "out/ilastik").glob(f"{name}*.tiff"))
+    assert [p.name for p in ours] == [p.name for p in theirs] and ours
+    for a, b in zip(ours, theirs):
+        assert _tiff_layout(a) == _tiff_layout(b), a.name
+        _assert_same(tifffile.imread(a), tifffile.imread(b), a.name)
+
+
+@pytest.mark.parametrize("name", ["single_2dc", "single_2d"])
+def test_single_tiff_values_equal_ilastiks(name, tiffs):
+    """Read by ilastik's own vigra: the same image (ilastik's is LZW-compressed, ours is not)."""
+    file = f"{name}.{TIFF_CASES[name][2]}"  # the format's own extension: .tif or .tiff
+    done = run_ilastik_python(
+        "import numpy, vigra\n"
+        f"for p in ('ilastik', 'gpuheadless'): numpy.save(p + '.npy', vigra.impex.readImage('out/' + p + '/{file}'))\n",
+        tiffs)
+    assert done.returncode == 0, done.output[-3000:]
+    ours, theirs = np.load(tiffs / "gpuheadless.npy"), np.load(tiffs / "ilastik.npy")
+    _assert_same(ours, theirs, name)
+
+
+@pytest.mark.xfail(strict=True, reason="vigra writes single TIFF images LZW-compressed with its own strips and tags "
+                   "(Orientation, NewSubfileType, ExtraSamples unassociated alpha); ours are uncompressed "
+                   "tifffile images; same values (test_single_tiff_values_equal_ilastiks)")
+def test_single_tiff_layout_equals_ilastiks(tiffs):
+    assert _tiff_layout(tiffs / "out/gpuheadless/single_2dc.tif")[4] == _tiff_layout(tiffs / "out/ilastik/single_2dc.tif")[4]
+
+
+# --- pixel sizes and translations from OME-Zarr inputs ----------------------------------------------
+
+# a 2D image as tczyx (1, 1, 1, h, w): level scale (2, 3, 4, 0.5, 0.25) and translation (10, 0, 5, 7, 9),
+# image-wide scale (1.5, 1, 1, 1, 1) and translation (0, 0, 0, 1, 1), units; and 3d.h5 as zyx with
+# scale (2, 0.5, 0.25) and translation (3, 4, 5), no units
+OME_FORMATS = {"hdf5": "p.h5", "n5": "p.n5", "single-scale OME-Zarr": "p.zarr", "multi-scale OME-Zarr": "m.zarr",
+               "multipage tiff": "p.tiff"}
+
+
+def _write_ome_input(path: Path, image: np.ndarray, axes: str, level: list, image_wide: list | None = None,
+                     units: dict | None = None) -> None:
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group.create_array(name="s0", shape=image.shape, chunks=image.shape, dtype=image.dtype,
+                       chunk_key_encoding={"name": "v2", "separator": "/"})[...] = image
+    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+    spec = {"axes": [dict(name=a, type=kinds[a], **({"unit": units[a]} if units and a in units else {})) for a in axes],
+            "datasets": [{"path": "s0", "coordinateTransformations": level}], "version": "0.4"}
+    if image_wide:
+        spec["coordinateTransformations"] = image_wide
+    group.attrs["multiscales"] = [spec]
+
+
+@pytest.fixture(scope="module")
+def ome_metadata(ilastik, data, tmp_path_factory):
+    root = _workspace(data, tmp_path_factory.mktemp("ome-metadata"))
+    with h5py.File(data / "inputs/2d.h5", "r") as f:
+        image = f["data"][0:256, 0:320]
+    with h5py.File(data / "inputs/3d.h5", "r") as f:
+        volume = f["data"][()]
+    _write_ome_input(root / "in/a2d.zarr", image[None, None, None], "tczyx",
+                     [{"type": "scale", "scale": [2.0, 3.0, 4.0, 0.5, 0.25]},
+                      {"type": "translation", "translation": [10.0, 0.0, 5.0, 7.0, 9.0]}],
+                     [{"type": "scale", "scale": [1.5, 1.0, 1.0, 1.0, 1.0]},
+                      {"type": "translation", "translation": [0.0, 0.0, 0.0, 1.0, 1.0]}],
+                     {"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"})
+    _write_ome_input(root / "in/b3d.zarr", volume, "zyx", [{"type": "scale", "scale": [2.0, 0.5, 0.25]},
+                                                         {"type": "translation", "translation": [3.0, 4.0, 5.0]}])
+    runs = {f"{case}/{fmt}": (project, [f"--output_format={fmt}", *extra], f"in/{case}.zarr", name)
+            for case, project, extra in (("a2d", P2D, ["--input_axes=tczyx"]), ("b3d", P3D, []))
+            for fmt, name in OME_FORMATS.items()}
+    runs["b3d/cutout"] = (P3D, ["--output_format=single-scale OME-Zarr", "--cutout_subregion=[(10,20,5,0),(40,50,50,2)]"],
+                          "in/b3d.zarr", "c.zarr")
+    logs = {}
+    for key, (project, options, source, name) in runs.items():
+        for program, run in (("ilastik", run_ilastik), ("gpuheadless", run_gpuheadless)):
+            args = [f"--project={project}", "--export_source=Probabilities", *options,
+                    f"--output_filename_format=out/{program}/{key.replace(' ', '_')}/{name}", source]
+            done = run(args if program == "ilastik" else ["--headless", *args], root)
+            assert done.returncode == 0, done.output[-3000:]
+            logs[program, key] = done.output
+    return root, logs
+
+
+def _zarr_metadata(folder: Path) -> tuple:
+    root = json.loads((folder / ".zattrs").read_text())
+    root.pop("_creator")
+    levels = {d["path"]: (json.loads((folder / d["path"] / ".zattrs").read_text()),
+                          json.loads((folder / d["path"] / ".zarray").read_text()))
+              for d in root["multiscales"][0]["datasets"]}
+    return root, levels
+
+
+@pytest.mark.parametrize("key", [f"{case}/{fmt}" for case in ("a2d", "b3d") for fmt in OME_FORMATS] + ["b3d/cutout"])
+def test_ome_zarr_input_metadata_reaches_outputs_as_in_ilastik(key, ome_metadata):
+    """axistags resolutions (axes of extent 1 lose theirs, c keeps the input's), axis_units,
+    OME-Zarr scale and translation transforms (the input's carried over), OME-TIFF pixel sizes."""
+    root, _ = ome_metadata
+    folder = key.replace(" ", "_")
+    ours, = (root / f"out/gpuheadless/{folder}").iterdir()
+    theirs, = (root / f"out/ilastik/{folder}").iterdir()
+    assert ours.name == theirs.name
+    if ours.suffix == ".h5":
+        with h5py.File(ours, "r") as a, h5py.File(theirs, "r") as b:
+            attrs = [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f["exported_data"].attrs.items()}
+                     for f in (a, b)]
+            assert attrs[0] == attrs[1]
+            _assert_same(a["exported_data"][()], b["exported_data"][()])
+    elif ours.suffix == ".n5":
+        assert (json.loads((ours / "exported_data/attributes.json").read_text())
+                == json.loads((theirs / "exported_data/attributes.json").read_text()))
+    elif ours.suffix == ".zarr":
+        assert _zarr_metadata(ours) == _zarr_metadata(theirs)
+        _assert_same(zarr.open_array(str(ours / "s0"), mode="r")[...], zarr.open_array(str(theirs / "s0"), mode="r")[...])
+    else:
+        assert _tiff_layout(ours) == _tiff_layout(theirs)
+    if key == "a2d/hdf5":  # the figures ilastik gives, pinned without ilastik in tests/test_inputs.py
+        with h5py.File(theirs, "r") as f:
+            tags = json.loads(f["exported_data"].attrs["axistags"])["axes"]
+        assert [t["resolution"] for t in tags] == [0, 3, 0, 0.5, 0.25]
+
+
+def test_n5_log_line_names_the_dataset_as_ilastik(ome_metadata):
+    root, logs = ome_metadata
+    theirs = next(line for line in logs["ilastik", "a2d/n5"].splitlines() if "Exporting to" in line)
+    ours = next(line for line in logs["gpuheadless", "a2d/n5"].splitlines() if "Exported" in line)
+    assert theirs.endswith("/out/ilastik/a2d/n5/p.n5/exported_data")
+    assert ours.endswith("/out/gpuheadless/a2d/n5/p.n5/exported_data")
+
+
+def test_five_axis_input_on_a_2d_project(ome_metadata):
+    """ilastik refuses the tczyx input without --input_axes (UnsuitedAxistagsException: the
+    project's yx training axes do not match 5 dimensions); gpuheadless reads it with the file's
+    axes and writes exactly what ilastik writes with --input_axes=tczyx."""
+    root, _ = ome_metadata
+    args = [f"--project={P2D}", "--export_source=Probabilities", "--output_format=hdf5", "in/a2d.zarr"]
+    theirs = run_ilastik([*args, "--output_filename_format=out/ilastik/noaxes/p.h5"], root)
+    assert theirs.returncode != 0 and "UnsuitedAxistagsException" in theirs.output
+    ours = run_gpuheadless(["--headless", *args, "--output_filename_format=out/gpuheadless/noaxes/p.h5"], root)
+    assert ours.returncode == 0, ours.output[-3000:]
+    with h5py.File(root / "out/gpuheadless/noaxes/p.h5", "r") as a, h5py.File(root / "out/ilastik/a2d/hdf5/p.h5", "r") as b:
+        assert {k: str(v) for k, v in a["exported_data"].attrs.items()} == {k: str(v) for k, v in b["exported_data"].attrs.items()}
+        _assert_same(a["exported_data"][()], b["exported_data"][()])
+
+
+@pytest.mark.parametrize("fmt, source", [("single-scale OME-Zarr", "in/raw.zarr"), ("multi-scale OME-Zarr", "in/raw.zarr/s0")])
+def test_ome_zarr_export_of_a_multi_level_input_follows_its_levels(fmt, source, ome_inputs):
+    """Single-scale from the root (read at s1): the level is called s1 and its y/x pixel size is
+    recorded on the level; multi-scale from s0: the input's levels s0, s1 (not ilastik's default pyramid)."""
+    root, _ = ome_inputs
+    folder = fmt.split("-")[0]
+    for program, run in (("ilastik", run_ilastik), ("gpuheadless", run_gpuheadless)):
+        args = [f"--project={P2D}", "--export_source=Simple Segmentation", f"--output_format={fmt}", "--input_axes=tczyx",
+                f"--output_filename_format=out/{program}/levels/{folder}/l.zarr", source]
+        done = run(args if program == "ilastik" else ["--headless", *args], root)
+        assert done.returncode == 0, done.output[-3000:]
+    ours, theirs = root / f"out/gpuheadless/levels/{folder}/l.zarr", root / f"out/ilastik/levels/{folder}/l.zarr"
+    assert _zarr_metadata(ours) == _zarr_metadata(theirs)
+    levels = list(_zarr_metadata(theirs)[1])
+    assert levels == (["s1"] if fmt.startswith("single") else ["s0", "s1"])
+    for level in levels:
+        _assert_same(zarr.open_array(str(ours / level), mode="r")[...], zarr.open_array(str(theirs / level), mode="r")[...])
