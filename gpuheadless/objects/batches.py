@@ -117,12 +117,17 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
                 if name not in out:
                     out[name] = np.zeros((n + 1,) + rows.shape[1:], dtype=rows.dtype)
                 out[name][first:last + 1] = rows[1:]
+    if ids.original is not None and "Default features" in tables:
+        # ilastik keeps the label image's own values as a default feature (integers, not float64)
+        tables["Default features"]["original_oid"] = ids.original.reshape(-1, 1)
     if len(batches) > 1:
         log.debug("features of %d objects in %d batches", n, len(batches))
     if not batches:  # no object: empty tables of the right widths
         empty = _batch_features(read_raw, ids, tuple(slice(0, 1) for _ in range(3)), 1, 0, plain, local, reach,
                                 selected, value_range, dims)
         tables = {p: {k: np.zeros((1,) + v.shape[1:], v.dtype) for k, v in t.items()} for p, t in empty.items()}
+        if ids.original is not None:
+            tables["Default features"]["original_oid"] = ids.original.reshape(-1, 1)
     return tables
 
 

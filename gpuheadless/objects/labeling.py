@@ -39,12 +39,16 @@ class ObjectIds:
     n_objects : int
     boxes : (n + 1, 2, 3) int64
         Per object the start and stop of its bounding box, z, y, x (row 0 unused).
+    original : (n + 1,) array or None
+        Label-image variant: each object's value in the input label image (row 0: 0), ilastik's
+        ``original_oid``.
     """
 
     shape: tuple[int, int, int]
     n_objects: int
     boxes: np.ndarray
     _reader: Callable[[Region], np.ndarray]
+    original: np.ndarray | None = None
 
     def read(self, region: Region) -> np.ndarray:
         return self._reader(region)
@@ -362,7 +366,8 @@ def label_image_ids(read_labels: Callable[[Region], np.ndarray], shape: tuple[in
         found = (position < m) & (distinct[np.minimum(position, m - 1)] == slab) if m else np.zeros(slab.shape, bool)
         return np.where(found, rank[position + 1], 0).astype(np.uint32)
 
-    return ObjectIds(shape, m, boxes, read)
+    original = np.concatenate([np.zeros(1, distinct.dtype), distinct[order]])
+    return ObjectIds(shape, m, boxes, read, original)
 
 
 def segmentation_ids(read_segmentation: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,

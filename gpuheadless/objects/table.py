@@ -15,7 +15,7 @@ from .project import ObjectProject
 log = logging.getLogger(__name__)
 
 DEFAULT_DISPLAY = {"Count": "Size in pixels", "Coord<Minimum>": "Bounding Box Minimum",
-                   "Coord<Maximum>": "Bounding Box Maximum", "RegionCenter": "Center of the object"}
+                   "Coord<Maximum>": "Bounding Box Maximum", "RegionCenter": "Center of the object", "original_oid": "original_oid"}
 
 
 def columns(project: ObjectProject, features: dict) -> list[tuple[str, str, str, int]]:

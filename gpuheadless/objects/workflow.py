@@ -187,7 +187,8 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
             if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
                 raise UserError(f"'{second_path}': the segmentation has no object")
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
-            plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results) for s in sources]
+            plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
+                     for s in sources]
             outputs = [_export_pixel_image(config, project, s, raw_path) if plan is None
                        else _write_image(plan, project, raw, results, budget) for s, plan in zip(sources, plans)]
             table = _table_path(config, options, project, raw)
@@ -271,8 +272,12 @@ class _ImagePlan:
     attrs: dict
 
 
-def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane, results) -> _ImagePlan:
-    """Decide file, region, axes and type of an object image, and refuse what cannot be written."""
+def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane, results,
+                second_dtype: np.dtype | None = None) -> _ImagePlan:
+    """Decide file, region, axes and type of an object image, and refuse what cannot be written.
+
+    ``second_dtype`` is the type of the second input (segmentation, label image, prediction maps).
+    """
     opts = config.export
     output_format = opts.output_format or project.export.get("output_format") or "compressed hdf5"
     formats.check_supported(output_format)
@@ -300,12 +305,13 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
     path = replace_extension(format_known(_filename_pattern(config, project), values), formats.extension(output_format))
     internal = opts.output_internal_path or project.export.get("output_internal_path") or "exported_data"
     # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
-    # (in the export's type) on the blockwise images
+    # (in the export's type) on the blockwise images and wherever the object ids inherit the
+    # 0..255 that ilastik gives every uint8 input (a uint8 binary segmentation)
     attrs = {"axistags": axistags_json(out_axes), "display_mode": "default",
              EXPORT_HINTS: _export_hints(raw, start)}
     if transform.drange is not None:
         attrs["drange"] = np.array(transform.drange, dtype=dtype)
-    elif source.startswith("Blockwise"):
+    elif source.startswith("Blockwise") or (project.variant == "binary" and second_dtype == np.uint8):
         attrs["drange"] = np.array((0, 255), dtype=dtype)
     return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs)
 
