@@ -274,8 +274,9 @@ def test_label_image_ids_follow_first_occurrence_and_equal_values_form_objects()
 
     whole = (slice(None),) * 3
     labels = np.array([[[5, 5, 0], [0, 9, 3]], [[3, 0, 7], [9, 9, 9]]], dtype=np.uint16)
-    relabelled = label_image_ids(lambda region: labels[region], labels.shape, 1).read(whole)
-    np.testing.assert_array_equal(relabelled, [[[1, 1, 0], [0, 2, 3]], [[3, 0, 4], [2, 2, 2]]])
+    ids = label_image_ids(lambda region: labels[region], labels.shape, 1)
+    np.testing.assert_array_equal(ids.read(whole), [[[1, 1, 0], [0, 2, 3]], [[3, 0, 4], [2, 2, 2]]])
+    np.testing.assert_array_equal(ids.original, [0, 5, 9, 3, 7])  # ilastik's original_oid column
     # A binary image with values 1 and 2: touching regions of different values are separate objects.
     segmentation = np.array([[[1, 1, 2, 0, 2]]], dtype=np.uint8)
     ids = segmentation_ids(lambda region: segmentation[region], segmentation.shape, 1, None, "s").read(whole)
