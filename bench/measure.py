@@ -15,10 +15,10 @@ import sys
 import time
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> dict:
-    """Run ``cmd`` in a fresh wrapper process; returns wall_s, peak_mib, returncode, stderr."""
+def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None, cwd: str | None = None) -> dict:
+    """Run ``cmd`` in a fresh wrapper process (in ``cwd``); returns wall_s, peak_mib, returncode, stderr."""
     wrapper = [sys.executable, os.path.abspath(__file__), "--", *cmd]
-    done = subprocess.run(wrapper, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(wrapper, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     lines = done.stdout.strip().splitlines()
     if not lines:
         return {"returncode": done.returncode, "stderr": done.stderr, "wall_s": float("nan"), "peak_mib": float("nan")}

@@ -92,7 +92,7 @@ def _commands(system: str, case: str, image: str, out_dir: str) -> list[str] | N
     raise ValueError(system)
 
 
-def _median_row(system: str, case: str, voxels: int, runs: list[dict]) -> dict:
+def median_row(system: str, case: str, voxels: int, runs: list[dict]) -> dict:
     failed = [r for r in runs if r["returncode"] != 0]
     if failed:
         return {"system": system, "case": case, "voxels": voxels, "error": failed[0]["stderr"].strip().splitlines()[-1:]}
@@ -124,7 +124,7 @@ def run(systems: list[str], case: str, image: str, voxels: int, repeat: int) -> 
                 result = measure(commands[system], _environment(system))
                 if round_index:
                     runs[system].append(result)
-    return [_median_row(s, case, voxels, runs[s]) for s in systems]
+    return [median_row(s, case, voxels, runs[s]) for s in systems]
 
 
 def _environment(system: str) -> dict[str, str]:
