@@ -211,9 +211,15 @@ def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:
 
 
 def _report_failures(failures: list[str], n_inputs: int) -> int:
-    """List the failed inputs on stderr; the exit status (1 if any failed)."""
+    """List the failed inputs on stderr; the exit status (1 if any failed).
+
+    Each failure was logged when it happened; the summary repeats them only for a batch, where
+    they would otherwise be scattered through the log.
+    """
     if not failures:
         return 0
+    if n_inputs == 1:
+        return 1
     print(f"gpuheadless: {len(failures)} of {n_inputs} input(s) failed:", file=sys.stderr)
     for line in failures:
         print(f"  {line}", file=sys.stderr)
