@@ -187,3 +187,20 @@ def test_malformed_input_axes_is_a_usage_error_before_anything_runs(axes, data, 
                       str(data / "inputs/2d3c.h5/data")], tmp_path, capsys)
     assert code == 2 and "--input_axes" in err and len(err.strip().splitlines()) == 1, err
     assert _files(tmp_path) == []
+
+
+def test_damaged_hdf5_chunk_is_one_line_and_nothing_written(data, tmp_path, capsys):
+    with h5py.File(tmp_path / "damaged.h5", "w") as f:
+        f.create_dataset("data", data=np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8),
+                         chunks=(50, 50), compression="gzip")
+    raw = bytearray((tmp_path / "damaged.h5").read_bytes())
+    raw[len(raw) - 20000:len(raw) - 100] = bytes(19900)  # zero the compressed chunks near the end
+    (tmp_path / "damaged.h5").write_bytes(bytes(raw))
+    before = _files(tmp_path)
+    code, err = _run(["--headless", f"--project={data / 'projects/PixelClassification2d.ilp'}",
+                      f"--output_filename_format={tmp_path}/out.h5", "damaged.h5/data"], tmp_path, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "damaged.h5" in line] == [line for line in err.splitlines()
+                                                                          if "cannot read" in line]
+    assert len([line for line in err.splitlines() if "cannot read" in line]) == 1
+    assert _files(tmp_path) == before

@@ -293,3 +293,14 @@ def test_ome_tiff_input_pixel_sizes_as_ilastiks_tiff_reader(tmp_path):
     assert source.axes == "zcyx" and source.shape == (3, 2, 4, 5)
     assert source.resolutions == {"z": 2.0, "y": 0.5, "x": 0.25}
     assert list(source.axis_units.items()) == [("z", "µm"), ("c", ""), ("y", "µm"), ("x", "µm")]
+
+
+def test_damaged_n5_block_is_one_line_naming_the_block(tmp_path):
+    from gpuheadless.errors import UserError
+
+    _hand_written_n5(str(tmp_path / "vol.n5/raw"), np.ones((4, 4), np.uint8), (2, 2), True, {})
+    block = tmp_path / "vol.n5/raw/1/0"
+    block.write_bytes(block.read_bytes()[:9])  # truncated mid-payload
+    source = open_input(str(tmp_path / "vol.n5/raw"))
+    with pytest.raises(UserError, match=r"N5 block .*raw/1/0 is damaged"):
+        source.read((slice(0, 4), slice(0, 4)))

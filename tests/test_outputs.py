@@ -500,3 +500,26 @@ def test_single_scale_export_of_an_input_level_is_named_after_it(tmp_path):
         {"type": "scale", "scale": [1.0, 1.0, 1.0, 2.0, 0.5]}]}]
     assert meta["coordinateTransformations"] == [{"type": "scale", "scale": [4.0, 1.0, 1.0, 1.0, 1.0]},
                                                  {"type": "translation", "translation": [0.0, 0.0, 0.0, 1.5, 0.0]}]
+
+
+def test_n5_output_stays_inside_its_container_and_leaves_nothing_on_failure(tmp_path):
+    from gpuheadless.errors import UserError
+    from gpuheadless.io.n5 import N5Writer
+
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "keep.txt").write_text("mine")
+    image = np.zeros((4, 5, 1), np.uint8)
+    for internal in ("../victim", "a/../../victim", "a//b", "."):
+        with pytest.raises(UserError, match="inside the container"):
+            N5Writer(str(tmp_path / "c.n5"), internal, image.shape, image.dtype, "yxc", (2, 2, 1), {}, compress=False)
+    (tmp_path / "plain").mkdir()  # a folder that is no N5 container is not written into
+    with pytest.raises(UserError, match="not an N5 container"):
+        N5Writer(str(tmp_path / "plain"), "data", image.shape, image.dtype, "yxc", (2, 2, 1), {}, compress=False)
+    writer = N5Writer(str(tmp_path / "c.n5"), "data", image.shape, image.dtype, "yxc", (2, 2, 1), {}, compress=True)
+    writer.write((slice(0, 4), slice(0, 5), slice(0, 1)), image)
+    writer.commit()
+    writer = N5Writer(str(tmp_path / "c.n5"), "grp/new", image.shape, image.dtype, "yxc", (2, 2, 1), {}, compress=True)
+    writer.abort()  # a failed run into an existing container leaves no group and no partial folder behind
+    assert sorted(os.listdir(tmp_path)) == ["c.n5", "plain", "victim"]
+    assert sorted(os.listdir(tmp_path / "c.n5")) == ["attributes.json", "data"]
+    assert (tmp_path / "victim" / "keep.txt").read_text() == "mine"

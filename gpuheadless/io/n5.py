@@ -82,6 +82,9 @@ class N5Dataset:
             self.dtype = np.dtype(self.attrs["dataType"])
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"input '{path}': not an N5 dataset (attributes.json lacks or garbles {exc})") from None
+        if self.dtype.name not in _DTYPES or len(self.shape) != len(self.chunks) or min(self.chunks, default=0) < 1:
+            raise UserError(f"input '{path}': N5 dataset of type {self.attrs['dataType']!r}, dimensions "
+                            f"{self.attrs['dimensions']} and block size {self.attrs['blockSize']} cannot be read")
         compression = self.attrs.get("compression", {"type": "raw"})
         self._compression = compression.get("type", "raw") if isinstance(compression, dict) else str(compression)
         if self._compression not in ("raw", "gzip"):
@@ -160,15 +163,28 @@ class N5Writer:
         internal = internal_path.strip("/")
         if not internal:
             raise UserError(f"output '{final_path}': --output_internal_path is empty")
+        if any(part in ("", ".", "..") for part in internal.split("/")):
+            raise UserError(f"output '{final_path}': --output_internal_path {internal_path!r} must name a dataset "
+                            "inside the container (no empty, '.' or '..' parts)")
         if np.dtype(dtype).name not in _DTYPES:
             raise UserError(f"output '{final_path}': N5 cannot store {np.dtype(dtype).name}")
-        if os.path.exists(final_path) and not os.path.isdir(final_path):
-            raise UserError(f"output '{final_path}': exists and is not an N5 folder")
+        if os.path.exists(final_path) and not _is_container(final_path):
+            raise UserError(f"output '{final_path}': exists and is not an N5 container (no attributes.json with 'n5')")
         self._shape, self._dtype = tuple(int(n) for n in shape), np.dtype(dtype)
         self._chunks = tuple(max(1, min(int(c), n)) if n else 1 for c, n in zip(chunks, self._shape))
         self._level = 1 if compress else None
         self._lock = threading.Lock()
         parent = os.path.dirname(final_path) or "."
+        self.tmp_path = None
+        try:
+            self._create(final_path, parent, internal, axes, attrs, compress)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _create(self, final_path: str, parent: str, internal: str, axes: str, attrs: dict[str, Any],
+                compress: bool) -> None:
+        """The temporary container or dataset folder and the dataset's attributes."""
         try:
             os.makedirs(parent, exist_ok=True)
             self._new_container = not os.path.isdir(final_path)
@@ -180,11 +196,12 @@ class N5Writer:
                 container = final_path
                 self.tmp_path = None
             group, name = os.path.split(os.path.join(container, *internal.split("/")))
-            os.makedirs(group, exist_ok=True)
             self._target = os.path.join(group, name)
-            self._dataset = self._target if self._new_container else tempfile.mkdtemp(
-                prefix=f".{name}.", suffix=".partial", dir=group)
-            if not self._new_container:
+            if self._new_container:
+                os.makedirs(group, exist_ok=True)
+                self._dataset = self._target
+            else:  # new groups of an existing container are made at commit, so a failed run leaves none
+                self._dataset = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
                 self.tmp_path = self._dataset
             os.makedirs(self._dataset, exist_ok=True)
         except OSError as exc:
@@ -248,6 +265,7 @@ class N5Writer:
                 shutil.rmtree(self._target)
             elif os.path.exists(self._target):
                 os.remove(self._target)
+            os.makedirs(os.path.dirname(self._target), exist_ok=True)
             os.replace(self._dataset, self._target)
         self.tmp_path = None
 
@@ -257,8 +275,24 @@ class N5Writer:
         self.tmp_path = None
 
 
+def _is_container(path: str) -> bool:
+    """Whether ``path`` is an N5 container (a folder whose attributes.json names the N5 version)."""
+    try:
+        with open(os.path.join(path, _ATTRIBUTES)) as stream:
+            return "n5" in json.load(stream)
+    except (OSError, ValueError):
+        return False
+
+
 def _decode_block(file: str, dtype: np.dtype, compressed: bool) -> np.ndarray:
     """One block file as an array of its own (possibly truncated) extent, NumPy order."""
+    try:
+        return _decode_block_bytes(file, dtype, compressed)
+    except (struct.error, zlib.error, ValueError, OSError) as exc:
+        raise UserError(f"N5 block {file} is damaged ({type(exc).__name__}: {exc})") from None
+
+
+def _decode_block_bytes(file: str, dtype: np.dtype, compressed: bool) -> np.ndarray:
     with open(file, "rb") as stream:
         raw = stream.read()
     mode, rank = struct.unpack(">HH", raw[:4])

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -19,6 +21,10 @@ from .paths import nickname, split_dataset_path
 _PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pbm", ".pgm", ".ppm", ".pnm"}
 _TIFF_SUFFIXES = {".tif", ".tiff"}
 _HDF5_SUFFIXES = {".h5", ".hdf5", ".ilp"}
+
+
+# what a damaged or vanished file raises from its reader (h5py, tifffile, zlib, fsspec: OSError)
+_READ_ERRORS = (OSError, EOFError, zlib.error, struct.error)
 
 
 @dataclass
@@ -63,8 +69,18 @@ class ImageSource:
     scales: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        """Read ``region`` (slices in the file's axis order)."""
-        return np.asarray(self.read_region(region))
+        """Read ``region`` (slices in the file's axis order).
+
+        Raises
+        ------
+        UserError
+            The file cannot be read there (a damaged chunk, a truncated file, a lost connection).
+        """
+        try:
+            return np.asarray(self.read_region(region))
+        except _READ_ERRORS as exc:
+            box = ", ".join(f"{s.start or 0}:{s.stop}" for s in region)
+            raise UserError(f"input '{self.display}': cannot read [{box}] ({type(exc).__name__}: {exc})") from None
 
 
 def default_axes(shape: tuple[int, ...]) -> str:
