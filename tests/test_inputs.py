@@ -236,6 +236,7 @@ def test_ome_zarr_over_http(tmp_path):
             open_input(f"{base}/img.zarr/s7")
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def _hand_written_n5(folder, data, block, gz, attrs):
@@ -304,3 +305,25 @@ def test_damaged_n5_block_is_one_line_naming_the_block(tmp_path):
     source = open_input(str(tmp_path / "vol.n5/raw"))
     with pytest.raises(UserError, match=r"N5 block .*raw/1/0 is damaged"):
         source.read((slice(0, 4), slice(0, 4)))
+
+
+def test_zarr_v3_arrays_and_ngff_05_images(tmp_path):
+    """Zarr v3 (``zarr.json``) arrays by their root, and OME-Zarr 0.5 images (``attributes.ome``)."""
+    zarr = pytest.importorskip("zarr")
+    volume = np.arange(2 * 30 * 40, dtype=np.uint8).reshape(2, 30, 40)
+    array = zarr.create_array(str(tmp_path / "arr.zarr"), shape=volume.shape, dtype=volume.dtype, chunks=(1, 16, 16),
+                              zarr_format=3)
+    array[:] = volume
+    group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w", zarr_format=3)
+    level = group.create_array("s0", shape=(30, 40), dtype=np.uint8, chunks=(16, 16))
+    level[:] = volume[0]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [0.5, 0.25]}]}]}]}
+    source = open_input(str(tmp_path / "arr.zarr"))
+    assert source.axes == "zyx" and source.shape == volume.shape
+    np.testing.assert_array_equal(source.read((slice(None),) * 3), volume)
+    for path in ("ome.zarr", "ome.zarr/s0"):
+        source = open_input(str(tmp_path / path))
+        assert source.axes == "yx" and source.resolutions == {"y": 0.5, "x": 0.25}
+        np.testing.assert_array_equal(source.read((slice(None),) * 2), volume[0])

@@ -82,6 +82,24 @@ class _Root:
             raise UserError(f"input '{self.display}': {address} is not valid JSON") from None
         return value if isinstance(value, dict) else None
 
+    def attributes(self, path: str = "") -> dict[str, Any]:
+        """A node's user attributes: ``.zattrs`` (Zarr v2) or ``zarr.json``'s ``attributes`` (v3)."""
+        prefix = f"{path}/" if path else ""
+        v2 = self.json(prefix + ".zattrs")
+        if v2 is not None:
+            return v2
+        v3 = self.json(prefix + "zarr.json") or {}
+        return v3.get("attributes") or {}
+
+    def array_shape(self, path: str = "") -> list[int] | None:
+        """An array's shape from ``.zarray`` (v2) or ``zarr.json`` (v3); None where ``path`` is no array."""
+        prefix = f"{path}/" if path else ""
+        v2 = self.json(prefix + ".zarray")
+        if v2 is not None:
+            return v2.get("shape")
+        v3 = self.json(prefix + "zarr.json") or {}
+        return v3.get("shape") if v3.get("node_type") == "array" else None
+
     def array(self, path: str) -> Any:
         zarr = _zarr()
         if self.remote:
@@ -98,14 +116,15 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
     ``external`` is the ``.zarr`` folder, a ``file://`` URL or an ``http(s)://`` address;
     ``internal`` the array inside it (an OME-Zarr level such as ``s0``). An OME-Zarr image named
     without a level is read at its lowest resolution (its last level), as ilastik does. Root
-    metadata is read from ``.zattrs`` directly, so an OME-Zarr without ``.zgroup`` opens too.
+    metadata is read from ``.zattrs`` (or a Zarr v3 ``zarr.json``) directly, so an OME-Zarr without
+    ``.zgroup`` opens too.
     """
     from .readers import ImageSource, default_axes  # noqa: PLC0415
 
     root = _Root(local_path(external) if external.startswith("file:") else external, display)
     inner = (internal or "").strip("/")
-    attrs = root.json(".zattrs") or {}
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    attrs = root.attributes()
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")  # NGFF 0.4 / 0.5
     axes, resolutions, units, translation, scale_key, scales = None, {}, {}, {}, None, {}
     if multiscales and isinstance(multiscales, list):
         spec = next((m for m in multiscales if any(d.get("path") == inner for d in m.get("datasets", []))), None)
@@ -122,7 +141,7 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
                 units = {a: named.get(a, "") for a in axes}
             translation = _translation(spec, level, axes)
             scales = _level_shapes(root, spec, axes)
-    elif not inner and root.json(".zarray") is None:
+    elif not inner and root.array_shape() is None:
         raise UserError(f"input '{display}': a Zarr group without OME-Zarr multiscales; append the array path")
     try:
         array = root.array(inner)
@@ -141,8 +160,7 @@ def _level_shapes(root: Any, spec: dict[str, Any], axes: str) -> dict[str, dict[
     """Shape per axis of every level of an OME-Zarr image, largest first; {} if one is unreadable."""
     shapes = {}
     for dataset in spec.get("datasets", []):
-        meta = root.json(f"{dataset.get('path')}/.zarray") or {}
-        shape = meta.get("shape")
+        shape = root.array_shape(str(dataset.get("path")))
         if not isinstance(shape, list) or len(shape) != len(axes):
             return {}
         shapes[str(dataset["path"])] = dict(zip(axes, (int(n) for n in shape)))

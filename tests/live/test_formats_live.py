@@ -221,6 +221,7 @@ def ome_inputs(ilastik, data, tmp_path_factory):
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 @pytest.mark.parametrize("kind", ["root", "file-url", "http"])
