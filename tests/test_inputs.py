@@ -212,7 +212,7 @@ def test_ome_zarr_pixel_sizes_and_translation_reach_the_outputs_as_in_ilastik(da
     assert meta["datasets"] == [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * 5}]}]
 
 
-def test_ome_zarr_over_http(tmp_path):
+def test_ome_zarr_over_http(tmp_path, project_copy, capsys):
     pytest.importorskip("zarr")
     pytest.importorskip("aiohttp")
     import functools
@@ -232,6 +232,13 @@ def test_ome_zarr_over_http(tmp_path):
         base = f"http://127.0.0.1:{server.server_address[1]}"
         source = open_input(f"{base}/img.zarr/s0")
         np.testing.assert_array_equal(source.read((slice(None),) * 5)[0, 0, 0], image)
+        assert source.nickname == "s0" and source.dataset_dir == ""  # ilastik: {dataset_dir} is the project's folder
+        assert open_input(f"{base}/img.zarr").nickname == "img"
+        project = project_copy("PixelClassification2d.ilp")
+        (tmp_path / "elsewhere").mkdir()
+        code, err = _run(["--headless", f"--project={project}", f"{base}/img.zarr/s0"], tmp_path / "elsewhere", capsys)
+        assert code == 0, err
+        assert (project.parent / "s0_Probabilities.h5").is_file()
         with pytest.raises(Exception, match="not a readable Zarr array|cannot read"):
             open_input(f"{base}/img.zarr/s7")
     finally:

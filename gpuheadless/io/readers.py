@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import threading
 import zlib
@@ -40,7 +41,8 @@ class ImageSource:
     shape, dtype
     nickname : str
     dataset_dir : str
-        Absolute directory of the file (``{dataset_dir}``).
+        Absolute directory of the file (``{dataset_dir}``); empty for an http(s) input, whose
+        ``{dataset_dir}`` is the project's folder (see :func:`~gpuheadless.pipeline.export_plan.dataset_dir`).
     resolutions, axis_units : dict
         Pixel sizes and their units per axis where the file records them.
     translation : dict
@@ -164,10 +166,14 @@ def _open_url(url: str) -> ImageSource:
         raise UserError(f"input '{url}': only OME-Zarr images (a path containing .zarr) are read from URLs")
     if scheme == "file" and not os.path.exists(local_path(external)):
         raise UserError(f"input '{url}': file does not exist")
-    path = unquote(urlparse(external).path)
-    last = unquote(urlparse(url).path).rstrip("/").rsplit("/", 1)[-1]
-    # ilastik names a URL input after the URL's last component alone (``.../img.zarr/s0`` -> ``s0``)
-    base = dict(display=url, nickname=os.path.splitext(last)[0], dataset_dir=os.path.dirname(path))
+    # ilastik's rules: a URL input is named after the URL's last component alone, made safe for a
+    # file name, without its extension (``.../img.zarr/s0`` -> ``s0``); its {dataset_dir} is the
+    # folder holding the ``.zarr`` for a file URL, and (left empty here) the project's folder for
+    # http(s)
+    last = url.rstrip("/").rpartition("/")[2]
+    name = os.path.splitext(re.sub(r"[^a-zA-Z0-9_.-]", "_", last))[0]
+    folder = os.path.dirname(unquote(urlparse(external).path)) if scheme == "file" else ""
+    base = dict(display=url, nickname=name, dataset_dir=folder)
     try:
         return open_zarr_input(external, internal, url, base)
     except UserError:

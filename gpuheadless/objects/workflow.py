@@ -34,7 +34,7 @@ from ..io.stacks import open_input
 from ..io.writers import EXPORT_HINTS, axistags_json, open_writer
 from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
-from ..pipeline.export_plan import cutout_bounds
+from ..pipeline.export_plan import cutout_bounds, dataset_dir
 from ..pipeline.lane import Lane, lane_axes
 from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
@@ -299,7 +299,7 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
     out_axes = output_axes(opts.output_axis_order, raw.axes, sizes)
     out_shape = tuple(sizes.get(a, 1) for a in out_axes)
     formats.check_export_fits(output_format, out_axes, out_shape)
-    values = {"dataset_dir": raw.source.dataset_dir, "nickname": raw.source.nickname.replace("*", ""), "result_type": source}
+    values = {"dataset_dir": dataset_dir(raw.source, project.path), "nickname": raw.source.nickname.replace("*", ""), "result_type": source}
     values.update({f"{a}_start": start[a] for a in "tzyxc"})
     values.update({f"{a}_stop": stop[a] for a in "tzyxc"})
     path = replace_extension(format_known(_filename_pattern(config, project), values), formats.extension(output_format))
@@ -385,7 +385,7 @@ def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProjec
     pattern = options.table_filename or settings.get("file path")
     if not pattern:
         return None
-    path = format_known(os.path.expanduser(pattern), {"dataset_dir": raw.source.dataset_dir,
+    path = format_known(os.path.expanduser(pattern), {"dataset_dir": dataset_dir(raw.source, project.path),
                                                       "nickname": raw.source.nickname.replace("*", "")})
     if not os.path.isabs(path):
         path = os.path.join(config.cwd, path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from ..features.plan import FeaturePlan, check_image_size, make_plan
 from ..forest.model import Forest
 from ..io import formats
 from ..io.naming import format_known, placeholder_names, replace_extension, roi_values
+from ..io.readers import ImageSource
 from ..io.stacks import open_input
 from ..io.writers import EXPORT_HINTS, axistags_json
 from ..project.ilp import Project
@@ -174,6 +176,11 @@ def _plan_export(config, project, source, output_format, lane: Lane, plan: Featu
     )
 
 
+def dataset_dir(source: ImageSource, project_path: str | os.PathLike[str]) -> str:
+    """``{dataset_dir}`` of an input: its folder, or for an http(s) input the project's folder (as ilastik)."""
+    return source.dataset_dir or str(Path(project_path).absolute().parent)
+
+
 def cutout_bounds(cutout, internal: str, extent: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
     """Start/stop per ``tzyxc`` axis from ``--cutout_subregion`` in the internal axis order."""
     start = {a: 0 for a in "tzyxc"}
@@ -201,7 +208,8 @@ def _output_location(config, project, lane: Lane, source, output_format, interna
     from_cli = config.export.output_filename_format is not None
     pattern = _filename_pattern(config, project)
     base_dir = config.cwd if from_cli or "output_filename_format" not in project.export else str(project.path.parent)
-    lane_values = {"dataset_dir": lane.source.dataset_dir, "nickname": lane.source.nickname.replace("*", ""), "result_type": source}
+    lane_values = {"dataset_dir": dataset_dir(lane.source, project.path), "nickname": lane.source.nickname.replace("*", ""),
+                   "result_type": source}
     roi = roi_values(internal, tuple(start[a] for a in internal), tuple(stop[a] for a in internal))
     try:
         path = format_known(os.path.expanduser(pattern), lane_values, strict=True)
