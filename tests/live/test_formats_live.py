@@ -244,6 +244,26 @@ def test_ome_zarr_inputs_as_ilastik_reads_them(kind, ome_inputs):
         _assert_same(b["exported_data"][()], a["exported_data"][()])
 
 
+def test_http_input_default_name_and_folder_as_ilastiks(ome_inputs):
+    """No --output_filename_format: an http(s) input's output goes to the project's folder, named
+    after the URL's last component made file-name safe (``my%20img.zarr`` -> ``my_20img``)."""
+    root, server = ome_inputs
+    if not (root / "in/my img.zarr").exists():
+        shutil.copytree(root / "in/raw.zarr", root / "in/my img.zarr")
+    written = {}
+    for program, run in (("ilastik", run_ilastik), ("gpuheadless", run_gpuheadless)):
+        before = set((root / "projects").iterdir())
+        args = [f"--project={P2D}", "--export_source=Simple Segmentation", "--input_axes=tczyx", f"{server}/my%20img.zarr"]
+        done = run(args if program == "ilastik" else ["--headless", *args], root)
+        assert done.returncode == 0, done.output[-3000:]
+        (written[program],) = set((root / "projects").iterdir()) - before
+        written[program] = written[program].rename(root / f"{program}-{written[program].name}")
+    assert written["ilastik"].name == "ilastik-my_20img_Simple Segmentation.h5"
+    assert written["gpuheadless"].name == "gpuheadless-my_20img_Simple Segmentation.h5"
+    with h5py.File(written["ilastik"], "r") as a, h5py.File(written["gpuheadless"], "r") as b:
+        np.testing.assert_array_equal(b["exported_data"][()], a["exported_data"][()])
+
+
 def test_n5_input_gives_ilastiks_output(exports):
     """3d.h5 as a gzip N5 dataset written by z5py (ilastik's N5 library), without axis metadata."""
     root = exports
