@@ -43,8 +43,12 @@ def _environment(threads: int) -> dict[str, str]:
     return env
 
 
-def run_ilastik(args: list[str], cwd: Path, threads: int = 2, timeout: float = 900) -> Run:
-    """``ilastik --headless ARGS`` in ``cwd``."""
+def run_ilastik(args: list[str], cwd: Path, threads: int = 1, timeout: float = 900) -> Run:
+    """``ilastik --headless ARGS`` in ``cwd``.
+
+    One thread by default: with more, ilastik adds its forests' votes in the order its threads
+    finish them, and its probabilities vary by a float32 rounding from run to run.
+    """
     command = ilastik_command()
     assert command is not None, "ILASTIK is not set"
     done = subprocess.run([*command, "--headless", *args], cwd=cwd, env=_environment(threads),
