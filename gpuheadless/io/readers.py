@@ -182,17 +182,19 @@ def _open_url(url: str) -> ImageSource:
         raise UserError(f"input '{url}': cannot read it ({type(exc).__name__}: {exc})") from None
 
 
+def _only_dataset(found: list[str], display: str, what: str, path_name: str) -> str:
+    """The one dataset of a container named without an internal path; else say how to name one."""
+    if len(found) != 1:
+        raise UserError(f"input '{display}': {'no' if not found else 'several'} {what}; "
+                        f"append the {path_name}, e.g. {display}/{found[0] if found else 'data'}")
+    return found[0]
+
+
 def _open_n5(external: str, internal: str | None, display: str, base: dict) -> ImageSource:
     from . import n5  # noqa: PLC0415
 
     if internal is None:
-        found = n5.find_datasets(external)
-        if len(found) != 1:
-            raise UserError(
-                f"input '{display}': {'no' if not found else 'several'} datasets in the N5 container; "
-                f"append the internal path, e.g. {display}/{found[0] if found else 'data'}"
-            )
-        internal = found[0]
+        internal = _only_dataset(n5.find_datasets(external), display, "datasets in the N5 container", "internal path")
         base["nickname"] = nickname([external], [None])
     location = os.path.join(external, *internal.strip("/").split("/"))
     if not n5.is_dataset(location):
@@ -216,12 +218,7 @@ def _open_hdf5(external: str, internal: str | None, display: str, base: dict) ->
         if internal is None:
             found: list[str] = []
             handle.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and 2 <= o.ndim <= 5 else None)
-            if len(found) != 1:
-                raise UserError(
-                    f"input '{display}': {'no' if not found else 'several'} image datasets in the file; "
-                    f"append the HDF5 internal path, e.g. {display}/{found[0] if found else 'data'}"
-                )
-            internal = found[0]
+            internal = _only_dataset(found, display, "image datasets in the file", "HDF5 internal path")
             base["nickname"] = nickname([external], [None])
         if internal not in handle or not isinstance(handle[internal], h5py.Dataset):
             raise UserError(f"input '{display}': no dataset '{internal}' in {external}")
