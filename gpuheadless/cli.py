@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 from typing import Sequence
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exit_on_failure", action="store_true")
     g.add_argument("--tiktorch_executable")
     g.add_argument("--nn_device")
+    g.add_argument("--fillmissing", choices=("classic", "svm", "none"), help="accepted; ilastik reads it only when creating a project")
+    g.add_argument("--nobatch", action="store_true", help="accepted; ilastik reads it only when creating a project")
     w = p.add_argument_group("Pixel Classification workflow flags")
     w.add_argument("--retrain", action="store_true", help="train a new forest from the project's labels for this run")
     w.add_argument("--tree-count", dest="tree_count", type=int, help="trees of the retrained forest (forces retraining)")
@@ -101,10 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--export_pixel_probability_img", action="store_true", help="also write Pixel Probabilities (Pixel + Object variant only)")
     i.add_argument("--stack_along", "--stack-along", dest="stack_along", help="axis to stack glob/list members along (default z)")
     i.add_argument("--input_axes", "--input-axes", dest="input_axes")
-    i.add_argument("--ignore_training_axistags", action="store_true")
-    i.add_argument("--preconvert_stacks", action="store_true")
+    i.add_argument("--ignore_training_axistags", "--ignore-training-axistags", dest="ignore_training_axistags",
+                   action="store_true")
+    i.add_argument("--preconvert_stacks", "--preconvert-stacks", dest="preconvert_stacks", action="store_true")
     i.add_argument("--distributed", action="store_true")
-    i.add_argument("--distributed_block_roi")
+    i.add_argument("--distributed_block_roi", "--distributed-block-roi", dest="distributed_block_roi")
     o = p.add_argument_group("gpuheadless flags")
     o.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="where to compute (default auto)")
     o.add_argument("--gpu_memory_mb", "--gpu-memory-mb", dest="gpu_memory_mb", type=float,
@@ -210,6 +214,33 @@ def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:
     return _report_failures(failures, len(config.inputs))
 
 
+def option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every flag ``parser`` accepts, aliases included (``--stack_along``, ``--stack-along`` ...)."""
+    return [flag for action in parser._actions for flag in action.option_strings]  # noqa: SLF001 - no public API
+
+
+def refuse_unknown(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> None:
+    """Refuse arguments the parser did not take, naming the nearest valid flag.
+
+    ilastik only warns ("Unused command-line args") and runs with its defaults, so a typo such
+    as ``--output_fomat=png`` goes unseen in a large batch; this stops before anything is read.
+
+    Raises
+    ------
+    UsageError
+        For the first unknown flag (or stray argument) in ``unknown``.
+    """
+    if not unknown:
+        return
+    flags = [a for a in unknown if a.startswith("-") and a != "-"]
+    if not flags:
+        raise UsageError(f"unexpected argument {unknown[0]!r} (not an input, not a flag's value)")
+    name = flags[0].split("=", 1)[0]
+    near = difflib.get_close_matches(name, option_strings(parser), n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}?" if near else "see gpuheadless --help"
+    raise UsageError(f"unknown flag {name!r}; {hint}")
+
+
 def _report_failures(failures: list[str], n_inputs: int) -> int:
     """List the failed inputs on stderr; the exit status (1 if any failed).
 
@@ -274,10 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _setup_logging(debug, None)
             return train_main([a for a in argv[1:] if a != "--debug"])
         parser = build_parser()
-        args, unknown = parser.parse_known_args(argv)
+        # intermixed: inputs may sit between flags, as ilastik's chained parsers allow
+        args, unknown = parser.parse_known_intermixed_args(argv)
         _setup_logging(args.debug, args.logfile)
-        if unknown:
-            log.warning("Unused command-line args: %s", " ".join(unknown))
+        refuse_unknown(parser, unknown)
         config = config_from_args(args)
         if not config.inputs:
             open_project(config.project)
