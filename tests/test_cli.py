@@ -204,3 +204,85 @@ def test_damaged_hdf5_chunk_is_one_line_and_nothing_written(data, tmp_path, caps
                                                                           if "cannot read" in line]
     assert len([line for line in err.splitlines() if "cannot read" in line]) == 1
     assert _files(tmp_path) == before
+
+
+# Flags of ilastik 1.4.2's headless parsers (ilastik/app.py, the data selection, data export and
+# batch processing applets, the Pixel and Object Classification workflows, their input roles).
+ILASTIK_FLAGS = [
+    "--clean_paths", "--configfile", "--debug", "--exit_on_failure", "--fullscreen", "--hbp", "--headless",
+    "--logfile", "--new_project", "--nn_device", "--process_name", "--project", "--readonly", "--redirect_output",
+    "--tiktorch_executable", "--version", "--workflow",
+    "--ignore-training-axistags", "--ignore_training_axistags", "--input-axes", "--input_axes",
+    "--preconvert-stacks", "--preconvert_stacks", "--stack-along", "--stack_along",
+    "--raw_data", "--raw-data", "--prediction_mask", "--prediction-mask", "--prediction_maps", "--prediction-maps",
+    "--segmentation_image", "--segmentation-image", "--label_image", "--label-image", "--atlas",
+    "--cutout_subregion", "--export_drange", "--export_dtype", "--export_source", "--output_axis_order",
+    "--output_filename_format", "--output_format", "--output_internal_path", "--pipeline_result_drange", "--table_only",
+    "--distributed", "--distributed-block-roi", "--distributed_block_roi",
+    "--generate-random-labels", "--label-proportion", "--label-search-value", "--print-labels-by-slice",
+    "--random-label-count", "--random-label-value", "--retrain", "--tree-count", "--variable-importance-path",
+    "--export_object_prediction_img", "--export_object_probability_img", "--export_pixel_probability_img",
+    "--fillmissing", "--nobatch", "--table_filename",
+]
+
+
+def test_every_ilastik_headless_flag_is_accepted():
+    from gpuheadless.cli import build_parser, option_strings
+
+    missing = sorted(set(ILASTIK_FLAGS) - set(option_strings(build_parser())))
+    assert not missing
+
+
+@pytest.mark.parametrize("flag, nearest", [("--output_fomat=png", "--output_format"), ("--tree_count=3", "--tree-count"),
+                                           ("--export-source", "--export_source")])
+def test_misspelled_flag_is_refused_with_the_nearest_flag(flag, nearest, data, tmp_path, capsys):
+    shutil.copyfile(data / "inputs" / "2d.h5", tmp_path / "a.h5")
+    code, err = _run([f"--project={data / 'projects' / 'PixelClassification2d.ilp'}", flag, "a.h5"], tmp_path, capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and flag.split("=")[0] in err and f"did you mean {nearest}?" in err
+    assert _files(tmp_path) == ["a.h5"]
+
+
+def test_unknown_flag_without_a_near_one_is_refused(data, tmp_path, capsys):
+    code, err = _run([f"--project={data / 'projects' / 'PixelClassification2d.ilp'}", "--frobnicate", "x.h5"], tmp_path, capsys)
+    assert code == 2 and "'--frobnicate'" in err and "--help" in err
+
+
+def _two_lanes(data, tmp_path):
+    for name in ("a.h5", "b.h5"):
+        shutil.copyfile(data / "inputs" / "2d.h5", tmp_path / name)
+    return [f"--project={data / 'projects' / 'PixelClassification2d.ilp'}", "--cutout_subregion=[(0,0,None),(32,32,None)]"]
+
+
+def test_two_lanes_writing_one_file_are_refused_before_computing(data, tmp_path, capsys):
+    # the inputs on both sides of a flag are both lanes, as in ilastik
+    argv = _two_lanes(data, tmp_path)[:1] + ["a.h5", "--output_filename_format=t/result.h5", "b.h5"]
+    code, err = _run(argv, tmp_path, capsys)
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "'a.h5'" in err and "'b.h5'" in err and "result.h5" in err
+    assert _files(tmp_path) == ["a.h5", "b.h5"]  # not even the folder t
+
+
+def test_output_over_its_own_input_is_refused(data, tmp_path, capsys):
+    argv = _two_lanes(data, tmp_path) + ["--output_filename_format={nickname}.h5", "--output_internal_path=data", "a.h5"]
+    before = (tmp_path / "a.h5").read_bytes()
+    code, err = _run(argv, tmp_path, capsys)
+    assert code == 2 and "overwrite input 'a.h5'" in err
+    assert (tmp_path / "a.h5").read_bytes() == before and _files(tmp_path) == ["a.h5", "b.h5"]
+
+
+def test_lanes_may_share_an_hdf5_file_under_different_datasets(data, tmp_path, capsys):
+    argv = _two_lanes(data, tmp_path) + ["--output_filename_format=out.h5", "--output_internal_path={nickname}",
+                                         "a.h5", "b.h5"]
+    code, err = _run(argv, tmp_path, capsys)
+    assert code == 0, err
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert sorted(f) == ["a", "b"] and f["a"].shape == f["b"].shape == (32, 32, 2)
+
+
+def test_lanes_sharing_an_hdf5_file_are_refused_when_they_run_at_once(data, tmp_path, capsys):
+    argv = _two_lanes(data, tmp_path) + ["--output_filename_format=out.h5", "--output_internal_path={nickname}",
+                                         "--scheduler=local:2", "a.h5", "b.h5"]
+    code, err = _run(argv, tmp_path, capsys)
+    assert code == 2 and "--scheduler" in err and "'a.h5'" in err and "'b.h5'" in err
+    assert _files(tmp_path) == ["a.h5", "b.h5"]

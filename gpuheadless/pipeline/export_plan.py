@@ -23,7 +23,7 @@ from ..forest.model import Forest
 from ..io import formats
 from ..io.naming import format_known, placeholder_names, replace_extension, roi_values
 from ..io.readers import ImageSource
-from ..io.stacks import open_input
+from ..io.stacks import expand_members, open_input
 from ..io.writers import EXPORT_HINTS, axistags_json
 from ..project.ilp import Project
 from .lane import Lane, check_against_training, lane_axes
@@ -56,6 +56,77 @@ class LanePlan:
     internal_path: str
     attrs: dict[str, Any]
     slice_offset: int
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """One file (or folder, or sequence pattern) a lane will write.
+
+    ``internal`` is the dataset inside an HDF5/N5 container whose writer keeps the file's other
+    datasets; ``None`` where the writer replaces the whole file.
+    """
+
+    owner: str
+    path: str
+    internal: str | None = None
+
+
+def output_target(owner: str, output_format: str, path: str, internal_path: str) -> OutputTarget:
+    """The target of an export in ``output_format`` (containers keep their other datasets)."""
+    internal = internal_path.strip("/") if output_format in formats.CONTAINER_FORMATS else None
+    return OutputTarget(owner, path, internal)
+
+
+def check_output_collisions(targets: list[OutputTarget], inputs: list[str], cwd: str, parallel: bool = False) -> None:
+    """Refuse, before anything is computed, outputs that would overwrite each other or an input.
+
+    Two targets collide when they name the same file and either replaces the whole file or both
+    name the same dataset. Different datasets of one HDF5/N5 file are kept one after the other
+    (each writer copies the file as it is), but not when lanes run at once (``parallel``, under
+    ``--scheduler``): the later rename would drop the other lane's dataset.
+
+    Raises
+    ------
+    UsageError
+        Naming both owners and the file.
+    """
+    seen: dict[str, OutputTarget] = {}
+    for target in targets:
+        key = os.path.realpath(target.path)
+        first = seen.setdefault(key, target)
+        if first is not target:
+            _check_pair(first, target, parallel)
+    for display in inputs:
+        for external, internal in _input_files(display, cwd):
+            target = seen.get(os.path.realpath(external))
+            if target is not None and (target.internal is None or internal is None
+                                       or target.internal == internal.strip("/")):
+                raise UsageError(f"{target.owner} would overwrite input '{display}' ('{target.path}'); "
+                                 "choose another --output_filename_format")
+
+
+def _check_pair(first: OutputTarget, second: OutputTarget, parallel: bool) -> None:
+    where = f"'{first.path}'"
+    if first.internal is not None and second.internal is not None and first.internal != second.internal:
+        if not parallel:
+            return
+        raise UsageError(f"{first.owner} and {second.owner} both write {where} (datasets '{first.internal}', "
+                         f"'{second.internal}'), at the same time under --scheduler: one would lose the other's "
+                         "dataset; give each lane its own file")
+    if first.internal is not None and first.internal == second.internal:
+        where += f" dataset '{first.internal}'"
+    raise UsageError(f"{first.owner} and {second.owner} both write {where}; give each its own output name "
+                     "(e.g. with {nickname} in --output_filename_format)")
+
+
+def _input_files(display: str, cwd: str) -> list[tuple[str, str | None]]:
+    """The (file, dataset) members of an input on this machine; none for a URL or an unreadable pattern."""
+    if "://" in display:
+        return []
+    try:
+        return expand_members(display, cwd)
+    except UserError:  # reported when the lane is opened
+        return []
 
 
 def effective_format(config: RunConfig, project: Project) -> str:

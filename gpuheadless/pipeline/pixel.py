@@ -29,7 +29,8 @@ from ..io.writers import open_writer
 from ..project.ilp import Project, read_project
 from .block_runner import block_budget_bytes, block_id, chunk_shape, layout_blocks, place, run_local
 from .blocks import Block
-from .export_plan import LanePlan, check_filename_options, effective_format, open_mask, plan_lane
+from .export_plan import (LanePlan, check_filename_options, check_output_collisions, effective_format, open_mask,
+                          output_target, plan_lane)
 from .lane import Lane
 from .timing import StageClock
 from .training import resolve_classifier
@@ -150,6 +151,9 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
             log.error("%s", exc)
     if not plans:
         return [], failures
+    check_output_collisions([output_target(f"input '{p.path}'", p.output_format, p.final_path, p.internal_path)
+                             for p in plans], config.inputs + config.prediction_masks, config.cwd,
+                            parallel=bool(config.scheduler))
     backend = select_backend(config.device)
     # Features and Labels never use the classifier; train one for them only when asked to.
     forest = None
