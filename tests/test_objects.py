@@ -597,3 +597,49 @@ def test_multiscale_ome_zarr_object_images_are_downscaled_as_labels(source, data
     assert len(levels) >= 2 and levels[0].any()
     for level in levels[1:]:
         assert np.isin(level, levels[0]).all()  # smoothing and linear interpolation would blend values
+
+
+def _linked(data, tmp_path, *names):
+    """Symlinks in ``tmp_path`` to the reference inputs, so two lanes have two names."""
+    for link, target in names:
+        (tmp_path / link).symlink_to(data / "inputs" / target)
+
+
+def _object_cli(data, tmp_path, capsys, *argv, project=PROJECT):
+    from cli_helpers import run_cli
+
+    return run_cli(["--headless", f"--project={data / project}", "--output_format=compressed hdf5", *argv], tmp_path, capsys)
+
+
+def test_object_lanes_writing_one_file_are_refused_before_computing(data, tmp_path, capsys):
+    _linked(data, tmp_path, ("a.h5", "5t3d2c.h5"), ("b.h5", "5t3d2c.h5"), ("p.h5", "5t3d2c_Probabilities.h5"))
+    code, err = _object_cli(data, tmp_path, capsys, "--raw_data", "a.h5/data", "b.h5/data", "--prediction_maps",
+                            "p.h5/exported_data", "p.h5/exported_data", "--output_filename_format=t/result.h5")
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "'a.h5/data'" in err and "'b.h5/data'" in err and "result.h5" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5", "p.h5"]
+
+
+def test_object_table_and_image_in_one_hdf5_file_are_refused(data, tmp_path, capsys):
+    # the HDF5 table replaces its whole file: the image written before it would be lost
+    _linked(data, tmp_path, ("a.h5", "5t3d2c.h5"), ("p.h5", "5t3d2c_Probabilities.h5"))
+    code, err = _object_cli(data, tmp_path, capsys, "--raw_data=a.h5/data", "--prediction_maps=p.h5/exported_data",
+                            "--output_filename_format=out.h5", "--table_filename=out.h5")
+    assert code == 2 and "the table of input 'a.h5/data'" in err and "out.h5" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "p.h5"]
+
+
+def test_object_image_over_an_input_is_refused(data, tmp_path, capsys):
+    _linked(data, tmp_path, ("a.h5", "5t3d2c.h5"), ("p.h5", "5t3d2c_Probabilities.h5"))
+    code, err = _object_cli(data, tmp_path, capsys, "--raw_data=a.h5/data", "--prediction_maps=p.h5/exported_data",
+                            "--output_filename_format=p.h5")
+    assert code == 2 and "overwrite input 'p.h5/exported_data'" in err
+    assert (tmp_path / "p.h5").is_symlink()
+
+
+def test_pixel_probabilities_and_object_image_in_one_dataset_are_refused(data, tmp_path, capsys):
+    code, err = _object_cli(data, tmp_path, capsys, f"--raw_data={data}/inputs/5t2d1c.h5/data",
+                            "--export_pixel_probability_img", "--output_filename_format=out.h5",
+                            project="projects/pc-oc-133.ilp")
+    assert code == 2 and "the Pixel Probabilities of input" in err and "dataset 'exported_data'" in err
+    assert not list(tmp_path.iterdir())

@@ -34,7 +34,7 @@ from ..io.stacks import open_input
 from ..io.writers import EXPORT_HINTS, axistags_json, open_writer
 from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
-from ..pipeline.export_plan import cutout_bounds, dataset_dir
+from ..pipeline.export_plan import OutputTarget, check_output_collisions, cutout_bounds, dataset_dir, output_target
 from ..pipeline.lane import Lane, lane_axes
 from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
@@ -98,6 +98,8 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if unsupported:
         raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
                          f"implemented (only those of {', '.join(PLUGINS)})")
+    check_output_collisions(_all_targets(config, options, project, source), config.inputs + [p for p in second_inputs if p],
+                            config.cwd)
     ops = _object_kernels(config)
     if project.forest is None and project.labels:
         project.forest = _train(config, project, ops)
@@ -112,6 +114,47 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
                 failures.append(str(exc))
                 log.error("%s", exc)
     return written, failures
+
+
+def _all_targets(config: RunConfig, options: ObjectOptions, project: ObjectProject, source: str) -> list[OutputTarget]:
+    """Every file the batch will write (images and tables), decided from the inputs' headers only.
+
+    A lane whose input cannot be opened is left out: it fails on its own when its turn comes.
+    """
+    targets: list[OutputTarget] = []
+    for raw_path in config.inputs:
+        try:
+            raw = _open(config, raw_path, project)
+        except UsageError:
+            raise
+        except UserError:
+            continue
+        try:
+            targets += _lane_targets(config, options, project, source, raw)
+        finally:
+            raw.source.close()
+    return targets
+
+
+def _lane_targets(config: RunConfig, options: ObjectOptions, project: ObjectProject, source: str,
+                  raw: Lane) -> list[OutputTarget]:
+    """The images and the table one lane writes; an HDF5 table replaces its whole file."""
+    display = raw.source.display
+    sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
+    output_format = config.export.output_format or project.export.get("output_format") or "compressed hdf5"
+    internal = config.export.output_internal_path or project.export.get("output_internal_path") or "exported_data"
+    targets = []
+    for name in sources:
+        if name in PIXEL_SOURCES:
+            path = _image_path(config, project, name, raw, output_format, 1)
+        else:
+            plan = _plan_image(config, project, name, raw, [])
+            path, internal = plan.path, plan.internal
+        targets.append(output_target(f"the {name} of input '{display}'", output_format, path, internal))
+    table = _table_path(config, options, project, raw)
+    if table:
+        targets.append(OutputTarget(f"the table of input '{display}'", table[0]))
+    return targets
 
 
 def _object_kernels(config: RunConfig) -> ObjectKernels:
@@ -292,17 +335,13 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
         if most > np.iinfo(dtype).max:
             raise UserError(f"'{raw.source.display}': {most} objects do not fit Object Identities of type {dtype} "
                             f"(at most {np.iinfo(dtype).max}); choose a wider --export_dtype")
-    extent = dict(zip("tzyxc", raw.shape[:4] + (channels,)))
-    start, stop = cutout_bounds(opts.cutout_subregion, raw.internal_axes, extent)
+    start, stop = _bounds(config, raw, channels)
     region = {a: (start[a], stop[a]) for a in "tzyxc"}
     sizes = {a: stop[a] - start[a] for a in "tzyxc"}
     out_axes = output_axes(opts.output_axis_order, raw.axes, sizes)
     out_shape = tuple(sizes.get(a, 1) for a in out_axes)
     formats.check_export_fits(output_format, out_axes, out_shape)
-    values = {"dataset_dir": dataset_dir(raw.source, project.path), "nickname": raw.source.nickname.replace("*", ""), "result_type": source}
-    values.update({f"{a}_start": start[a] for a in "tzyxc"})
-    values.update({f"{a}_stop": stop[a] for a in "tzyxc"})
-    path = replace_extension(format_known(_filename_pattern(config, project), values), formats.extension(output_format))
+    path = _image_path(config, project, source, raw, output_format, channels)
     internal = opts.output_internal_path or project.export.get("output_internal_path") or "exported_data"
     # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
     # (in the export's type) on the blockwise images and wherever the object ids inherit the
@@ -314,6 +353,23 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
     elif source.startswith("Blockwise") or (project.variant == "binary" and second_dtype == np.uint8):
         attrs["drange"] = np.array((0, 255), dtype=dtype)
     return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs)
+
+
+def _bounds(config: RunConfig, raw: Lane, channels: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Start and stop per ``tzyxc`` axis of the exported region (``--cutout_subregion``)."""
+    extent = dict(zip("tzyxc", raw.shape[:4] + (channels,)))
+    return cutout_bounds(config.export.cutout_subregion, raw.internal_axes, extent)
+
+
+def _image_path(config: RunConfig, project: ObjectProject, source: str, raw: Lane, output_format: str,
+                channels: int) -> str:
+    """The file an image of ``source`` goes to, placeholders filled in."""
+    start, stop = _bounds(config, raw, channels)
+    values = {"dataset_dir": dataset_dir(raw.source, project.path), "nickname": raw.source.nickname.replace("*", ""),
+              "result_type": source}
+    values.update({f"{a}_start": start[a] for a in "tzyxc"})
+    values.update({f"{a}_stop": stop[a] for a in "tzyxc"})
+    return replace_extension(format_known(_filename_pattern(config, project), values), formats.extension(output_format))
 
 
 def _export_hints(raw: Lane, start: dict[str, int]) -> dict:
