@@ -114,6 +114,84 @@ def _stored_path(raw_path: str, cwd: str, project_dir: str) -> str:
     return os.pathsep.join(parts)
 
 
+# ilastik's GUI offers at most 99 label classes, and its Pixel Classification label array
+# treats the value 100 as the eraser: a stored 100 becomes 0 when ilastik loads the project.
+MAX_LABEL = 99
+# An image with this many distinct values, each on few labelled pixels, is an intensity image.
+_INTENSITY_MIN_VALUES = 20
+_INTENSITY_VALUES_PER_PIXEL = 0.01
+# Values are checked and counted in chunks, so that a large label image is never copied whole
+# (np.bincount converts to intp: 8 bytes per uint8 pixel). Larger ranges are counted on a sample.
+_CHUNK = 1 << 22
+_BINCOUNT_RANGE = 1 << 16
+_SAMPLE_SIZE = 1 << 20
+
+
+def _chunks(flat: np.ndarray):
+    for start in range(0, flat.size, _CHUNK):
+        yield flat[start:start + _CHUNK]
+
+
+def _whole_numbers(flat: np.ndarray) -> bool:
+    """Whether every value of a float array is a finite whole number."""
+    return all(bool(np.isfinite(c).all() and (c == np.floor(c)).all()) for c in _chunks(flat))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _count_distinct(flat: np.ndarray, low: float, high: float, integral: bool) -> tuple[int, bool]:
+    """(number of distinct values, exact?): a chunked bincount for whole numbers of a small range,
+    else ``np.unique`` on an evenly strided sample (then a lower bound)."""
+    if integral and high - low < _BINCOUNT_RANGE:
+        counts = np.zeros(int(high - low) + 1, np.int64)
+        for chunk in _chunks(flat):
+            counts += np.bincount((chunk - low).astype(np.intp), minlength=counts.size)
+        return int(np.count_nonzero(counts)), True
+    step = max(1, flat.size // _SAMPLE_SIZE)
+    return int(np.unique(flat[::step]).size), step == 1
+
+
+def check_label_values(path: str, labels: np.ndarray) -> np.ndarray:
+    """``labels`` as uint8 classes 0..99, or a :class:`UserError` saying why they cannot be labels.
+
+    Refused before anything is computed: non-integer (or NaN/Inf) values of a float image,
+    negative values or values above :data:`MAX_LABEL` (ilastik's limit), and an intensity image
+    (more than 20 distinct values, and more than one per hundred labelled pixels).
+
+    Parameters
+    ----------
+    path : str
+        The label image as the user named it (for the message).
+    labels : ndarray
+        Its values, any integer or float type.
+
+    Raises
+    ------
+    UserError
+        One line naming the file, the number of distinct values found and the largest one.
+    """
+    if labels.size == 0:
+        return labels.astype(np.uint8)
+    flat = labels.reshape(-1)
+    integral = labels.dtype.kind in "iub" or _whole_numbers(flat)
+    low, high = float(np.fmin.reduce(flat)), float(np.fmax.reduce(flat))  # fmin/fmax: NaN ignored, no copy
+    n_values, exact = _count_distinct(flat, low, high, integral)
+    found = f"{'' if exact else 'at least '}{n_values} distinct values (the largest {_number(high)})"
+    if not integral:
+        raise UserError(f"label image '{path}' is not a label image: {found}, not all whole numbers "
+                        f"(labels are 0 = unlabelled, 1..{MAX_LABEL} = classes)")
+    if low < 0 or high > MAX_LABEL:
+        raise UserError(f"label image '{path}': {found}, the smallest {_number(low)}; label values must be "
+                        f"0..{MAX_LABEL} (ilastik holds at most {MAX_LABEL} classes)")
+    labelled = sum(int(np.count_nonzero(c)) for c in _chunks(flat))
+    if n_values > _INTENSITY_MIN_VALUES and n_values > _INTENSITY_VALUES_PER_PIXEL * labelled:
+        raise UserError(f"label image '{path}' looks like an intensity image: {found} on {labelled} labelled "
+                        "pixels (labels are 0 = unlabelled, 1..N = classes)")
+    return labels.astype(np.uint8)
+
+
 def _read_labels(path: str, raw: Lane, cwd: str) -> np.ndarray:
     """A label image in the lane's internal order plus ``c`` (uint8), checked against its image.
 
@@ -122,7 +200,7 @@ def _read_labels(path: str, raw: Lane, cwd: str) -> np.ndarray:
     """
     source = open_input(path, cwd)
     try:
-        if source.dtype.kind not in "iub":
+        if source.dtype.kind not in "iubf":
             raise UserError(f"label image '{path}': labels must be integers (0 = unlabelled), got {source.dtype}")
         labels = source.read(tuple(slice(None) for _ in source.shape))
     finally:
@@ -136,13 +214,12 @@ def _read_labels(path: str, raw: Lane, cwd: str) -> np.ndarray:
             f"label image '{path}' has shape {labels.shape}, its image '{raw.source.display}' {spatial} "
             "(without channels); they must match"
         )
-    if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise UserError(f"label image '{path}': label values must be 0..255, found {labels.min()}..{labels.max()}")
+    labels = check_label_values(path, labels)
     internal = [a for a in raw.internal_axes if a != "c"]
     dropped = tuple(i for i, a in enumerate(raw_axes) if a not in internal)  # axes of extent 1
     labels = np.squeeze(labels, axis=dropped) if dropped else labels
     kept = [a for a in raw_axes if a in internal]
-    return np.transpose(labels, [kept.index(a) for a in internal]).astype(np.uint8)[..., None]
+    return np.transpose(labels, [kept.index(a) for a in internal])[..., None]
 
 
 def train(
@@ -246,12 +323,22 @@ def train(
         write_project(tmp, lanes, selection, names, colors, forest=forest, feature_names=feature_names,
                       row_count=len(y), mtry=vigra_mtry(x.shape[1]), n_trees=trees)
         os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException as exc:
+        _remove_quietly(tmp)
+        if isinstance(exc, MemoryError):
+            raise UserError(f"train: out of memory while building '{output}' ({len(names)} classes); "
+                            "label fewer pixels or images, or allow more memory") from None
         raise
     log.info("Wrote %s (%d trees, %d features, %d labelled pixels)", output, trees, x.shape[1], len(y))
     return output
+
+
+def _remove_quietly(path: str) -> None:
+    """Remove a temporary file; a failure here must not hide the error that led to it."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _color(text: str) -> tuple[int, int, int]:

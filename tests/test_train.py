@@ -141,7 +141,7 @@ def test_train_command_line(labelled_2d3c, tmp_path, capsys):
     ("shape", "must match"),
     ("empty", "no labelled pixel"),
     ("one class", "at least two classes"),
-    ("above 255", "0..255"),
+    ("above 99", "0..99"),
     ("channels", "same channels"),
 ])
 def test_bad_training_input(case, message, labelled_2d3c, data, tmp_path, capsys):
@@ -154,8 +154,8 @@ def test_bad_training_input(case, message, labelled_2d3c, data, tmp_path, capsys
         bad[:] = 0
     elif case == "one class":
         bad[bad > 0] = 1
-    elif case == "above 255":
-        bad[bad == 2] = 300
+    elif case == "above 99":
+        bad[bad == 2] = 100  # ilastik's eraser value: a stored 100 would become 0 in ilastik
     if case == "channels":
         raws.append(str(data / "inputs" / "2d.h5/data"))
         with h5py.File(tmp_path / "l2.h5", "w") as f:
@@ -171,6 +171,84 @@ def test_bad_training_input(case, message, labelled_2d3c, data, tmp_path, capsys
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
     with pytest.raises(UserError):
         train(raws, label_paths, str(tmp_path / "api.ilp"))
+
+
+def _write_labels(path, array):
+    with h5py.File(path, "w") as f:
+        f["data"] = array
+    return f"{path}/data"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("intensity", "256 distinct values (the largest 255)"),
+    ("fractions", "not all whole numbers"),
+    ("nan", "not all whole numbers"),
+    ("scribbled intensity", "looks like an intensity image: 41 distinct values (the largest 40) on 40 labelled"),
+    ("huge values", "(the largest 4000000000)"),
+])
+def test_label_images_that_cannot_be_labels_are_refused_before_computing(case, message, labelled_2d3c, tmp_path,
+                                                                          capsys, monkeypatch):
+    """Issue 15: an intensity image as --labels trained 255 classes until the kernel killed it."""
+    raw, _, label_image = labelled_2d3c
+    rng = np.random.default_rng(0)
+    if case == "intensity":
+        bad = rng.integers(0, 256, label_image.shape).astype(np.uint8)
+        bad.flat[:256] = np.arange(256)
+    elif case == "fractions":
+        bad = label_image + np.float32(0.5)
+    elif case == "nan":
+        bad = label_image.astype(np.float64)
+        bad[0, 0] = np.nan
+    elif case == "scribbled intensity":  # 40 classes on 40 pixels: one value per labelled pixel
+        bad = np.zeros(label_image.shape, np.uint16)
+        bad[5, 10:50] = np.arange(1, 41)
+    else:
+        bad = label_image.astype(np.uint32)
+        bad[0, 0] = 4_000_000_000
+    labels = _write_labels(tmp_path / "b.h5", bad)
+    computed = []
+    monkeypatch.setattr("gpuheadless.trainer.training_samples", lambda *a, **k: computed.append(1))
+    code = main(["train", "--raw", raw, "--labels", labels, "--output", str(tmp_path / "out/X.ilp")])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"label image '{labels}'" in err and message in err, err
+    assert not computed
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+def test_float_label_image_of_whole_numbers_is_accepted(labelled_2d3c, tmp_path):
+    raw, _, label_image = labelled_2d3c
+    labels = _write_labels(tmp_path / "f.h5", label_image.astype(np.float32))
+    project = read_project(train([raw], [labels], str(tmp_path / "p.ilp"), trees=2, seed=0, threads=1))
+    np.testing.assert_array_equal(_label_volume(project, (73, 187, 1))[..., 0], label_image)
+
+
+def test_many_dense_classes_are_labels_not_an_intensity_image(tmp_path):
+    from gpuheadless.trainer import check_label_values
+
+    dense = np.repeat(np.arange(99, dtype=np.int64), 200).reshape(99, 200)  # 99 classes, 200 pixels each
+    assert check_label_values("d.h5", dense).dtype == np.uint8
+    with pytest.raises(UserError, match="looks like an intensity image"):
+        check_label_values("d.h5", dense[:, :1])  # the same classes on one pixel each
+
+
+@pytest.mark.parametrize("error", [MemoryError, KeyboardInterrupt])
+def test_no_partial_project_is_left_when_training_fails(error, labelled_2d3c, tmp_path, capsys, monkeypatch):
+    raw, labels, _ = labelled_2d3c
+
+    def fail(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr("gpuheadless.trainer.train_forest", fail)
+    if error is MemoryError:
+        code = main(["train", "--raw", raw, "--labels", labels, "--output", str(tmp_path / "out/X.ilp")])
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error" in line or "Traceback" in line]
+        assert code == 1 and len(errors) == 1 and "out of memory" in errors[0] and "X.ilp" in errors[0], err
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            train([raw], [labels], str(tmp_path / "out/X.ilp"), trees=2, threads=1)
+    assert os.listdir(tmp_path / "out") == []
 
 
 # What ilastik 1.4.2 (h5py 3.7) writes for a Pixel Classification project built with its own
