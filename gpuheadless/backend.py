@@ -165,9 +165,23 @@ def select_backend(device: str) -> Backend:
         raise UsageError(f"--device: expected auto, cpu or gpu, got {device!r}")
     gpu, reason = probe_gpu()
     if gpu is not None:
-        log.info("Using the GPU: %s", gpu.info.get("device", "CUDA device"))
+        _announce(f"Using the GPU: {gpu.info.get('device', 'CUDA device')}")
         return gpu
     if device == "gpu":
         raise UsageError(f"--device gpu: no usable GPU: {reason}")
-    log.info("Using the CPU: %s", reason)
+    _announce(f"Using the CPU: {reason}")
     return cpu_backend()
+
+
+_announced: set[str] = set()
+
+
+def _announce(line: str) -> None:
+    """Log the device line once per process.
+
+    A Pixel + Object run selects the device for the object stage and again in the pixel
+    pipeline it runs for each input; the user is told once.
+    """
+    if line not in _announced:
+        _announced.add(line)
+        log.info("%s", line)

@@ -55,3 +55,15 @@ def roi_values(axes: str, start: tuple[int, ...], stop: tuple[int, ...]) -> dict
         values[f"{axis}_start"] = a
         values[f"{axis}_stop"] = b
     return values
+
+
+def describe_placeholders(sequence: bool = False) -> str:
+    """Every placeholder of an output file name, compactly, for error messages.
+
+    Parameters
+    ----------
+    sequence : bool
+        Whether the output format writes one file per slice (then ``{slice_index}`` is valid).
+    """
+    names = "{dataset_dir}, {nickname}, {result_type}, {roi}, {t|z|y|x|c}_start, {t|z|y|x|c}_stop"
+    return names + (", {slice_index}" if sequence else "")
