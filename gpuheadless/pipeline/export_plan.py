@@ -21,7 +21,7 @@ from ..export import ExportTransform, make_transform, output_axes, parse_cutout,
 from ..features.plan import FeaturePlan, check_image_size, make_plan
 from ..forest.model import Forest
 from ..io import formats
-from ..io.naming import format_known, placeholder_names, replace_extension, roi_values
+from ..io.naming import describe_placeholders, format_known, placeholder_names, replace_extension, roi_values
 from ..io.readers import ImageSource
 from ..io.stacks import expand_members, open_input
 from ..io.writers import EXPORT_HINTS, axistags_json
@@ -146,8 +146,7 @@ def check_filename_options(config: RunConfig, project: Project, output_format: s
         if unknown:
             hint = " ({slice_index} is only for sequence formats)" if "slice_index" in unknown else ""
             raise UsageError(
-                f"{option} {text!r}: unknown placeholder {{{unknown[0]}}}{hint}; known: "
-                + " ".join("{" + k + "}" for k in sorted(_LANE_KEYS | {"roi", "x_start", "x_stop", "..."}))
+                f"{option} {text!r}: unknown placeholder {{{unknown[0]}}}{hint}; known: {describe_placeholders(sequence)}"
             )
     if sequence and "slice_index" not in placeholder_names(pattern):
         raise UsageError(
