@@ -34,6 +34,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import parity  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = Path(os.environ.get("GPUHEADLESS_TEST_DATA", HERE.parents[1] / "shared" / "data" / "ilastik"))
 
@@ -192,18 +195,8 @@ def run(program: str, command: Command, workspace: Path, threads: int = 2) -> Fi
 
 
 def load_array(path: Path) -> np.ndarray:
-    """The image an output file holds (HDF5 ``exported_data``, TIFF pages, PNG)."""
-    if path.suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    if path.suffix == ".png":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image)
-    with h5py.File(path, "r") as f:
-        return f["exported_data"][()]
+    """The image an output file holds (HDF5 ``exported_data``, TIFF pages, PNG), as bench/parity.py reads it."""
+    return parity.load(str(path))
 
 
 def hdf5_attributes(path: Path) -> dict[str, object]:

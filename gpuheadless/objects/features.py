@@ -134,10 +134,8 @@ def running_moment_sums(columns: np.ndarray, index: np.ndarray, n: int,
     k = columns.shape[1]
     squares = np.zeros((n + 1, k))
     products = np.zeros((n + 1, len(pairs)))
-    order = np.argsort(index, kind="stable")
-    sizes = np.bincount(index, minlength=n + 1)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    grouped = columns[order]
+    grouped, starts = _grouped(columns, index, n)
+    sizes = np.diff(starts)
     for ids in _object_blocks(sizes):
         width = int(sizes[ids].max())
         position = np.arange(width)

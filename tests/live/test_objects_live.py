@@ -7,7 +7,6 @@ matched by name: ilastik's column order depends on Python's hash seed).
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import pickle
@@ -22,6 +21,7 @@ import pytest
 from .ilastik_runner import run_gpuheadless, run_ilastik
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from against_ilastik import read_table  # noqa: E402
 from object_volumes import blob_volume, object_inputs  # noqa: E402
 
 DATA = Path(os.environ.get("GPUHEADLESS_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data" / "ilastik"))
@@ -37,10 +37,11 @@ def _read(path: Path) -> np.ndarray:
         return f["exported_data"][...]
 
 
-def _table(path: Path) -> dict[str, list[str]]:
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    return {name: [row[i] for row in rows[1:]] for i, name in enumerate(rows[0])}
+def assert_tables_equal(theirs: Path, ours: Path) -> int:
+    """Both programs' ``table_table.csv`` equal cell for cell; the number of cells compared."""
+    cells, differing = compare_tables(read_table(ours / "table_table.csv"), read_table(theirs / "table_table.csv"))
+    assert not differing, f"{len(differing)} of {cells} cells differ: {differing[:20]}"
+    return cells
 
 
 def compare_tables(ours: dict[str, list[str]], theirs: dict[str, list[str]]) -> tuple[int, list[str]]:
@@ -203,8 +204,7 @@ def test_prediction_maps_3d_time_series(ilastik, workdir):
     n_objects = int(sum(ids[t].max() for t in range(len(ids))))
     assert n_objects >= 1000, n_objects
     voxels = compare_images(theirs / "ids.h5", ours / "ids.h5")
-    cells, differing = compare_tables(_table(ours / "table_table.csv"), _table(theirs / "table_table.csv"))
-    assert not differing, f"{len(differing)} of {cells} cells differ: {differing[:20]}"
+    cells = assert_tables_equal(theirs, ours)
     theirs, ours = _both(inputs + ["--export_source=Object Probabilities", "--output_filename_format={out}/p.h5",
                                    "--table_filename={out}/again.csv"],
                          workdir)
@@ -222,8 +222,7 @@ def test_prediction_maps_3d_and_multiscale_ome_zarr(ilastik, workdir):
     axes = ("--input_axes=zyxc",)
     theirs, ours, n_objects, voxels = ids_and_table(workdir, project, "--prediction_maps", axes)
     assert n_objects >= 1000, n_objects
-    cells, differing = compare_tables(_table(ours / "table_table.csv"), _table(theirs / "table_table.csv"))
-    assert not differing, f"{len(differing)} of {cells} cells differ: {differing[:20]}"
+    cells = assert_tables_equal(theirs, ours)
     inputs = [f"--project={project}", "--raw_data=raw.h5/data", "--prediction_maps=second.h5/exported_data", *axes,
               "--table_filename={out}/again.csv"]
     theirs, ours = _both(inputs + ["--export_source=Object Predictions", "--output_format=hdf5",
@@ -246,8 +245,7 @@ def test_binary_segmentation_3d_time_series(ilastik, workdir):
                              forest_from="ObjectClassification5t3d2c_wPred_tablecsv.ilp")
     theirs, ours, n_objects, voxels = ids_and_table(workdir, project, "--segmentation_image")
     assert n_objects >= 1000, n_objects
-    cells, differing = compare_tables(_table(ours / "table_table.csv"), _table(theirs / "table_table.csv"))
-    assert not differing, f"{len(differing)} of {cells} cells differ: {differing[:20]}"
+    cells = assert_tables_equal(theirs, ours)
     print(f"binary segmentation: {n_objects} objects, {voxels} voxels and {cells} table cells equal")
 
 
@@ -265,8 +263,7 @@ def test_label_image_3d(ilastik, workdir):
                              forest_from="ObjectClassification5t3d2c_wPred_tablecsv.ilp")
     theirs, ours, n_objects, voxels = ids_and_table(workdir, project, "--label_image")
     assert n_objects >= 1000, n_objects
-    cells, differing = compare_tables(_table(ours / "table_table.csv"), _table(theirs / "table_table.csv"))
-    assert not differing, f"{len(differing)} of {cells} cells differ: {differing[:20]}"
+    cells = assert_tables_equal(theirs, ours)
     print(f"label image: {n_objects} objects, {voxels} voxels and {cells} table cells equal")
 
 
@@ -282,8 +279,8 @@ def test_prediction_maps_2d_retrained(ilastik, workdir):
                              without=("2D Convex Hull Features",))
     theirs, ours, n_objects, voxels = ids_and_table(workdir, project, "--prediction_maps")
     assert n_objects >= 1000, n_objects
-    our_features, our_predictions = split_table(_table(ours / "table_table.csv"))
-    their_features, their_predictions = split_table(_table(theirs / "table_table.csv"))
+    our_features, our_predictions = split_table(read_table(ours / "table_table.csv"))
+    their_features, their_predictions = split_table(read_table(theirs / "table_table.csv"))
     cells, differing = compare_tables(our_features, their_features)
     assert not differing, f"{len(differing)} of {cells} cells differ: {differing[:20]}"
     agreement = class_agreement(our_predictions, their_predictions)
