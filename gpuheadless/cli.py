@@ -290,8 +290,22 @@ def _setup_logging(debug: bool, logfile: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gpuheadless`` command; returns the exit status."""
+    """Entry point of the ``gpuheadless`` command; returns the exit status.
+
+    SIGTERM, SIGHUP and SIGINT stop the run within a second with nothing left behind, exit
+    status 128 + the signal (see :mod:`gpuheadless.interrupts`).
+    """
+    from .interrupts import Stopped, report_stop, stop_on_signals  # noqa: PLC0415
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    with stop_on_signals():
+        try:
+            return _dispatch(argv)
+        except Stopped as exc:
+            return report_stop(exc.signum)
+
+
+def _dispatch(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
         if argv and argv[0] == "demo":
@@ -326,7 +340,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"gpuheadless: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("gpuheadless: interrupted", file=sys.stderr)
-        return 130
     return _report_failures(failures, len(config.inputs))

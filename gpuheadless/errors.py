@@ -1,5 +1,10 @@
-"""The one exception type for problems the user can fix."""
+"""The one exception type for problems the user can fix, and the words for failed writes."""
 from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import Iterator
 
 
 class UserError(Exception):
@@ -24,3 +29,28 @@ class NotImplementedYet(UsageError):
     def __init__(self, option: str, detail: str = "") -> None:
         msg = f"{option} is an ilastik option that gpuheadless does not implement yet"
         super().__init__(msg + (f": {detail}" if detail else ""))
+
+
+# HDF5 reports the system's error inside its own message: "... errno = 28, error message = ..."
+_HDF5_ERRNO = re.compile(r"errno = (\d+)")
+
+
+def describe_write_error(exc: OSError, path: str) -> str:
+    """Why writing ``path`` failed, in a few words (a full disk, a size limit, a vanished folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"its folder '{folder}' was removed during the run"
+    code = exc.errno
+    if code is None:
+        found = _HDF5_ERRNO.search(str(exc))
+        code = int(found.group(1)) if found else None
+    return f"cannot write it ({os.strerror(code) if code else exc})"
+
+
+@contextlib.contextmanager
+def writing_output(path: str) -> Iterator[None]:
+    """Within: an ``OSError`` (full disk, ``ulimit -f``, the folder removed) becomes a one-line UserError."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"output '{path}': {describe_write_error(exc, path)}") from None

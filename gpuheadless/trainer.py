@@ -14,11 +14,11 @@ import numpy as np
 
 from .backend import cpu_backend
 from .config import threads_from_env
-from .errors import UsageError, UserError
+from .errors import UsageError, UserError, describe_write_error
 from .features.plan import FEATURE_IDS, FeatureSelection, make_plan
 from .forest.train import train_forest, vigra_mtry
 from .io.stacks import expand_members, open_input
-from .io.writers import temporary_path
+from .io import staging
 from .pipeline.lane import Lane
 from .pipeline.training import training_samples
 from .project.ilp import read_project
@@ -310,7 +310,7 @@ def train(
     if len(colors) < len(names):
         raise UsageError(f"--label_colors: {len(colors)} colours for {len(names)} classes")
     os.makedirs(project_dir, exist_ok=True)
-    tmp = temporary_path(output)
+    tmp = staging.temporary_file(output)
     try:
         write_project(tmp, lanes, selection, names, colors)
         project = read_project(tmp)
@@ -322,23 +322,17 @@ def train(
         feature_names = make_plan(selection, channels or 1, z_extent).names()
         write_project(tmp, lanes, selection, names, colors, forest=forest, feature_names=feature_names,
                       row_count=len(y), mtry=vigra_mtry(x.shape[1]), n_trees=trees)
-        os.replace(tmp, output)
+        staging.commit(tmp, output)
     except BaseException as exc:
-        _remove_quietly(tmp)
+        staging.remove(tmp)
         if isinstance(exc, MemoryError):
             raise UserError(f"train: out of memory while building '{output}' ({len(names)} classes); "
                             "label fewer pixels or images, or allow more memory") from None
+        if isinstance(exc, OSError):
+            raise UserError(f"train: output '{output}': {describe_write_error(exc, output)}") from None
         raise
     log.info("Wrote %s (%d trees, %d features, %d labelled pixels)", output, trees, x.shape[1], len(y))
     return output
-
-
-def _remove_quietly(path: str) -> None:
-    """Remove a temporary file; a failure here must not hide the error that led to it."""
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _color(text: str) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ zarr = pytest.importorskip("zarr", reason="the cluster extra (zarr) is not insta
 
 from gpuheadless.config import ExportOptions, RunConfig  # noqa: E402
 from gpuheadless.pipeline import pixel  # noqa: E402
+from gpuheadless.io.zarr_io import partial_path  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_a_killed_worker_loses_nothing(cluster, data, volume, tmp_path):
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.setdefault("r", pixel.run_batch(config)))
     runner.start()
-    done_dir = tmp_path / "k.zarr.partial" / ".gpuheadless-done"
+    done_dir = tmp_path / ".k.zarr.partial" / ".gpuheadless-done"
     deadline = time.time() + 60
     while time.time() < deadline and not (done_dir.exists() and os.listdir(done_dir)):
         time.sleep(0.05)
@@ -104,9 +105,9 @@ def test_resume_skips_finished_blocks_and_outputs(data, volume, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         pixel.run_batch(_config(data, [volume], output, workers=4))
     monkeypatch.setattr(pixel, "compute_block", original)
-    assert not os.path.exists(output) and os.path.isdir(output + ".partial")
-    finished = len(os.listdir(output + ".partial/.gpuheadless-done"))
-    blocks = zarr.open_array(output + ".partial", mode="r").nchunks  # one chunk per block
+    assert not os.path.exists(output) and os.path.isdir(partial_path(output))
+    finished = len(os.listdir(os.path.join(partial_path(output), ".gpuheadless-done")))
+    blocks = zarr.open_array(partial_path(output), mode="r").nchunks  # one chunk per block
     assert 1 <= finished <= 2 and blocks > 2
     resumed, failures = pixel.run_batch(_config(data, [volume], output, workers=4, resume=True))
     assert not failures and resumed[0].blocks == blocks - finished
@@ -171,8 +172,8 @@ def test_a_cancelled_cluster_job_resumes(cluster, data, volume, tmp_path, monkey
         pixel.run_batch(config)
     monkeypatch.setattr(dist, "completed", original)
     time.sleep(1.0)  # let tasks already running on the workers finish or be cancelled
-    finished = len(os.listdir(output + ".partial/.gpuheadless-done"))
-    blocks = zarr.open_array(output + ".partial", mode="r").nchunks
+    finished = len(os.listdir(os.path.join(partial_path(output), ".gpuheadless-done")))
+    blocks = zarr.open_array(partial_path(output), mode="r").nchunks
     assert 2 <= finished < blocks
     resumed, failures = pixel.run_batch(_config(data, [volume], output, scheduler=cluster.scheduler_address, workers=8,
                                                  resume=True))

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 import threading
 import zlib
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from . import staging
 
 N5_VERSION = "2.0.0"
 _ATTRIBUTES = "attributes.json"
@@ -189,7 +189,7 @@ class N5Writer:
             os.makedirs(parent, exist_ok=True)
             self._new_container = not os.path.isdir(final_path)
             if self._new_container:
-                self.tmp_path = tempfile.mkdtemp(prefix=f".{os.path.basename(final_path)}.", suffix=".partial", dir=parent)
+                self.tmp_path = staging.temporary_folder(final_path)
                 _write_json(os.path.join(self.tmp_path, _ATTRIBUTES), {"n5": N5_VERSION})
                 container = self.tmp_path
             else:
@@ -201,7 +201,7 @@ class N5Writer:
                 os.makedirs(group, exist_ok=True)
                 self._dataset = self._target
             else:  # new groups of an existing container are made at commit, so a failed run leaves none
-                self._dataset = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+                self._dataset = staging.temporary_folder(os.path.join(parent, name))
                 self.tmp_path = self._dataset
             os.makedirs(self._dataset, exist_ok=True)
         except OSError as exc:
@@ -259,19 +259,18 @@ class N5Writer:
 
     def commit(self) -> None:
         if self._new_container:
-            os.replace(self.tmp_path, self.final_path)
+            staging.commit(self.tmp_path, self.final_path)
         else:
             if os.path.isdir(self._target):
                 shutil.rmtree(self._target)
             elif os.path.exists(self._target):
                 os.remove(self._target)
             os.makedirs(os.path.dirname(self._target), exist_ok=True)
-            os.replace(self._dataset, self._target)
+            staging.commit(self._dataset, self._target)
         self.tmp_path = None
 
     def abort(self) -> None:
-        if self.tmp_path and os.path.exists(self.tmp_path):
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
+        staging.remove(self.tmp_path)
         self.tmp_path = None
 
 

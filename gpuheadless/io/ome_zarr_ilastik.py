@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from typing import Any, Callable
 
 import numpy as np
 
 from .. import __version__
 from ..errors import UserError
+from . import staging
 from .writers import axistags_json, determine_block_shape
 
 OME_AXES = "tczyx"
@@ -288,7 +287,7 @@ class IlastikOmeZarrWriter:
         parent = os.path.dirname(final_path) or "."
         try:
             os.makedirs(parent, exist_ok=True)
-            self.tmp_path = tempfile.mkdtemp(prefix=f".{os.path.basename(final_path)}.", suffix=".partial", dir=parent)
+            self.tmp_path = staging.temporary_folder(final_path)
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
         self._group = self._zarr.open_group(self.tmp_path, mode="w", zarr_format=2)
@@ -342,10 +341,9 @@ class IlastikOmeZarrWriter:
         })
         if os.path.exists(self.final_path):
             raise UserError(f"output '{self.final_path}': appeared while writing; not overwritten")
-        os.replace(self.tmp_path, self.final_path)
+        staging.commit(self.tmp_path, self.final_path)
         self.tmp_path = None
 
     def abort(self) -> None:
-        if self.tmp_path and os.path.exists(self.tmp_path):
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
+        staging.remove(self.tmp_path)
         self.tmp_path = None

@@ -6,16 +6,16 @@ are written block by block; image files are staged and encoded at the end (see
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
-from . import encoders, formats
+from . import encoders, formats, staging
 from .naming import format_known
 from .ome_tiff import write_multipage_tiff
 
@@ -58,22 +58,21 @@ def ilastik_chunks(axes: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[
     return determine_block_shape(limits, 512000 // np.dtype(dtype).itemsize)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def reserve_space(path: str) -> None:
+    """Allocate the disk blocks of a memory-mapped file now.
 
-
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
-def temporary_path(final_path: str) -> str:
-    """A new empty file beside ``final_path``, with the permissions a plain ``open`` would give it."""
-    directory, name = os.path.split(final_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory or ".")
-    os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600 files; outputs are meant to be shared like any other
-    os.close(fd)
-    return tmp
+    A memory map over a sparse file meets a full disk at its first write into a hole, as a
+    SIGBUS that kills the interpreter; allocated up front, a full disk or a file-size limit is
+    an ``OSError`` here instead.
+    """
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+    finally:
+        os.close(fd)
 
 
 class Writer:
@@ -84,7 +83,7 @@ class Writer:
         directory = os.path.dirname(final_path) or "."
         try:
             os.makedirs(directory, exist_ok=True)
-            self.tmp_path = temporary_path(final_path)
+            self.tmp_path = staging.temporary_file(final_path)
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
 
@@ -96,15 +95,14 @@ class Writer:
 
     def commit(self) -> None:
         self._finish()
-        os.replace(self.tmp_path, self.final_path)
+        staging.commit(self.tmp_path, self.final_path)
 
     def abort(self) -> None:
         try:
             self._finish()
         except Exception:  # noqa: BLE001 - cleaning up after a failure; the first error is reported
             pass
-        if os.path.exists(self.tmp_path):
-            os.remove(self.tmp_path)
+        staging.remove(self.tmp_path)
 
 
 class HDF5Writer(Writer):
@@ -147,6 +145,7 @@ class NumpyWriter(Writer):
     def __init__(self, final_path: str, shape, dtype):
         super().__init__(final_path)
         self._array = np.lib.format.open_memmap(self.tmp_path, mode="w+", dtype=dtype, shape=tuple(shape))
+        reserve_space(self.tmp_path)
 
     def write(self, region, data):
         self._array[region] = data
@@ -184,11 +183,12 @@ class ImageFileWriter(Writer):
         directory = os.path.dirname(final_path) or "."
         try:
             os.makedirs(directory, exist_ok=True)
-            self._scratch = temporary_path(os.path.join(directory, "gpuheadless-staging.npy"))
+            self._scratch = staging.temporary_file(os.path.join(directory, "gpuheadless-staging.npy"))
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
         self.tmp_path = self._scratch
         self._array = np.lib.format.open_memmap(self._scratch, mode="w+", dtype=dtype, shape=tuple(shape))
+        reserve_space(self._scratch)
         self._written: list[tuple[str, str]] = []
 
     def write(self, region, data):
@@ -210,7 +210,7 @@ class ImageFileWriter(Writer):
     def commit(self):
         try:
             for path, array, axes in self._files():
-                tmp = temporary_path(path)
+                tmp = staging.temporary_file(path)
                 self._written.append((tmp, path))
                 with open(tmp, "wb") as stream:
                     if self._format.startswith("multipage tiff"):
@@ -220,7 +220,7 @@ class ImageFileWriter(Writer):
                         image = formats.convert_for_codec(_as_image(np.asarray(array), axes), codec)
                         encoders.encode_image(stream, image, codec)
             for tmp, path in self._written:
-                os.replace(tmp, path)
+                staging.commit(tmp, path)
             self._written = []
         finally:
             self.abort()
@@ -228,11 +228,9 @@ class ImageFileWriter(Writer):
     def abort(self):
         self._array = None
         for tmp, _ in self._written:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            staging.remove(tmp)
         self._written = []
-        if os.path.exists(self._scratch):
-            os.remove(self._scratch)
+        staging.remove(self._scratch)
 
 
 def _pixel_sizes(attrs: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:

@@ -2,8 +2,9 @@
 
 Outputs are Zarr v2 arrays whose chunks are the pipeline's blocks, so distributed workers write
 their blocks directly and in parallel, and rewriting a block is harmless. An output is built
-under ``<name>.partial`` with one marker file per finished block (what ``--resume`` reads) and
-renamed into place when complete.
+under the hidden ``.<name>.partial`` with one marker file per finished block (what ``--resume``
+reads) and renamed into place when complete. The unfinished output is kept when a run fails or is
+stopped, for ``--resume``; its owner file keeps a second process from writing into it meanwhile.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError, UserError
+from . import staging
 
 PARTIAL_SUFFIX = ".partial"
 _DONE_DIR = ".gpuheadless-done"
+_OWNER_FILE = ".gpuheadless-owner"
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
@@ -224,8 +227,9 @@ class ZarrWriter:
         zarr = _zarr()
         self.final_path = final_path
         self._axes, self._resolutions, self._pyramid = axes, resolutions, pyramid and ome
-        self.tmp_path = final_path + PARTIAL_SUFFIX
+        self.tmp_path = partial_path(final_path)
         self._array_path = os.path.join(self.tmp_path, "0") if ome else self.tmp_path
+        _refuse_live_writer(final_path, self.tmp_path)
         try:
             os.makedirs(os.path.dirname(final_path) or ".", exist_ok=True)
             existing = None
@@ -246,6 +250,8 @@ class ZarrWriter:
                 for key, value in attrs.items():
                     self._array.attrs[key] = value.tolist() if isinstance(value, np.ndarray) else value
             os.makedirs(os.path.join(self.tmp_path, _DONE_DIR), exist_ok=True)
+            with open(os.path.join(self.tmp_path, _OWNER_FILE), "w") as stream:
+                stream.write(staging.owner())
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
 
@@ -268,6 +274,7 @@ class ZarrWriter:
         if self._pyramid:
             write_pyramid(self.tmp_path, self._axes, self._resolutions)
         shutil.rmtree(os.path.join(self.tmp_path, _DONE_DIR), ignore_errors=True)
+        os.remove(os.path.join(self.tmp_path, _OWNER_FILE))
         if os.path.exists(self.final_path):
             shutil.rmtree(self.final_path)
         os.replace(self.tmp_path, self.final_path)
@@ -276,9 +283,26 @@ class ZarrWriter:
         """Keep the unfinished output and its record, so ``--resume`` can carry on."""
 
 
+def partial_path(final_path: str) -> str:
+    """Where the output ``final_path`` is built: ``.<name>.partial`` beside it."""
+    directory, name = os.path.split(final_path)
+    return os.path.join(directory, f".{name}{PARTIAL_SUFFIX}")
+
+
+def _refuse_live_writer(final_path: str, path: str) -> None:
+    """Refuse to take over an unfinished output that a live process on this host is writing."""
+    try:
+        with open(os.path.join(path, _OWNER_FILE)) as stream:
+            pid, _, host = stream.read().strip().partition("@")
+    except OSError:
+        return
+    if pid.isdigit() and int(pid) != os.getpid() and staging.writer_state(int(pid), host) == "alive":
+        raise UserError(f"output '{final_path}': another gpuheadless process (pid {pid}) is writing it now")
+
+
 def unfinished_chunks(final_path: str, ome: bool, axes: str) -> dict[str, int] | None:
     """Chunk extents per axis of an unfinished output at ``final_path`` (None if there is none)."""
-    path = final_path + PARTIAL_SUFFIX
+    path = partial_path(final_path)
     if not os.path.isdir(os.path.join(path, _DONE_DIR)):
         return None
     try:

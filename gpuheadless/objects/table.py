@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from ..pipeline.lane import Lane
-from ..io.writers import axistags_json, temporary_path
+from ..io import staging
+from ..io.writers import axistags_json
 from .classifier import predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX
 from .project import ObjectProject
@@ -69,14 +70,14 @@ def write_csv_table(path: str, project: ObjectProject, results) -> str:
             lines.append(",".join(values))
             row_id += 1
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = temporary_path(path)
+    tmp = staging.temporary_file(path)
     try:
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
     except BaseException:
-        os.remove(tmp)
+        staging.remove(tmp)
         raise
-    os.replace(tmp, path)
+    staging.commit(tmp, path)
     log.info("Wrote the object table %s (%d objects)", path, row_id)
     return path
 
@@ -125,7 +126,7 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
     margin = int(settings.get("margin", 0) or 0)
     compression = settings.get("compression") or {}
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = temporary_path(path)
+    tmp = staging.temporary_file(path)
     try:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("table", data=table, **{k: v for k, v in compression.items() if k in ("compression", "compression_opts")})
@@ -144,9 +145,9 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
                     cut = np.squeeze(raw.read(t, region))
                     f.create_dataset(f"images/{i}/raw", data=cut).attrs["type"] = "image"
     except BaseException:
-        os.remove(tmp)
+        staging.remove(tmp)
         raise
-    os.replace(tmp, path)
+    staging.commit(tmp, path)
     log.info("Wrote the object table %s (%d objects)", path, len(where))
     return path
 

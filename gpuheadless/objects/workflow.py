@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -25,15 +24,16 @@ import h5py
 import numpy as np
 
 from ..config import RunConfig
-from ..errors import UsageError, UserError
+from ..errors import UsageError, UserError, writing_output
 from ..backend import select_backend
 from ..export import ExportTransform, make_transform, output_axes
-from ..io import formats
+from ..io import formats, staging
 from ..io.naming import format_known, replace_extension
 from ..io.stacks import open_input
 from ..io.writers import EXPORT_HINTS, axistags_json, open_writer
 from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
+from ..pipeline.input_guard import check_unchanged, snapshot
 from ..pipeline.export_plan import OutputTarget, check_output_collisions, cutout_bounds, dataset_dir, output_target
 from ..pipeline.lane import Lane, lane_axes
 from .batches import PLUGINS, object_features
@@ -104,7 +104,7 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if project.forest is None and project.labels:
         project.forest = _train(config, project, ops)
     written, failures = [], []
-    with tempfile.TemporaryDirectory(prefix="gpuheadless-pixel-") as scratch:
+    with staging.scratch_folder("gpuheadless-pixel-") as scratch:
         for raw_path, second_path in zip(config.inputs, second_inputs):
             try:
                 if project.variant == "pixel":
@@ -168,7 +168,7 @@ def _train(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU):
     from ..forest.train import train_forest  # noqa: PLC0415
 
     rows, targets = [], []
-    with tempfile.TemporaryDirectory(prefix="gpuheadless-pixel-") as scratch:
+    with staging.scratch_folder("gpuheadless-pixel-") as scratch:
         for lane_index, (raw_path, second_path) in enumerate(project.lanes):
             wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
             if wanted:
@@ -216,6 +216,7 @@ def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
 
 def _run_lane(config, options, project: ObjectProject, source: str, raw_path: str, second_path: str,
               ops: ObjectKernels = CPU) -> list[str]:
+    inputs = [snapshot(p, config.cwd) for p in (raw_path, second_path) if p]
     raw = _open(config, raw_path, project)
     second = _open(config, second_path, project)
     try:
@@ -232,13 +233,17 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
             plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
                      for s in sources]
+            for before in inputs:  # every object is computed: the inputs are not read again
+                check_unchanged(before)
             outputs = [_export_pixel_image(config, project, s, raw_path) if plan is None
                        else _write_image(plan, project, raw, results, budget) for s, plan in zip(sources, plans)]
             table = _table_path(config, options, project, raw)
-            if table and table[1] == "h5":
-                outputs.append(write_h5_table(table[0], project, results, raw, project.table_settings or {}))
-            elif table:
-                outputs.append(write_csv_table(table[0], project, results))
+            if table:
+                with writing_output(table[0]):
+                    if table[1] == "h5":
+                        outputs.append(write_h5_table(table[0], project, results, raw, project.table_settings or {}))
+                    else:
+                        outputs.append(write_csv_table(table[0], project, results))
         return outputs
     finally:
         raw.source.close()
@@ -252,7 +257,7 @@ def _scratch(shape_tzyx: tuple[int, ...], budget: float) -> Iterator[h5py.File |
     if math.prod(shape_tzyx) * 4 <= budget / 4:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="gpuheadless-objects-") as directory, \
+    with staging.scratch_folder("gpuheadless-objects-") as directory, \
             h5py.File(os.path.join(directory, "labels.h5"), "w") as scratch:
         log.debug("provisional labels of %s (tzyx) go to a temporary file", shape_tzyx)
         yield scratch
@@ -392,17 +397,18 @@ def _write_image(plan: _ImagePlan, project: ObjectProject, raw: Lane, results, b
     c0, c1 = region["c"]
     bytes_per_voxel = 16.0 + 8.0 * (c1 - c0)
     try:
-        for t in range(*region["t"]):
-            ids, probabilities, _ = results[t]
-            for slab in iter_slabs(ids.shape, slab_thickness(ids.shape, bytes_per_voxel, budget)):
-                box = [(max(s.start, region[a][0]), min(s.stop, region[a][1])) for s, a in zip(slab, "zyx")]
-                if any(a >= b for a, b in box):
-                    continue
-                block = Block(t, tuple(a for a, _ in box), tuple(b for _, b in box))
-                image = _image(plan.source, ids.read(block.slices), probabilities, project.forest is not None)
-                where, data = place(block, image[..., c0:c1], plan.transform, region, plan.out_axes)
-                writer.write(where, data)
-        writer.commit()
+        with writing_output(plan.path):
+            for t in range(*region["t"]):
+                ids, probabilities, _ = results[t]
+                for slab in iter_slabs(ids.shape, slab_thickness(ids.shape, bytes_per_voxel, budget)):
+                    box = [(max(s.start, region[a][0]), min(s.stop, region[a][1])) for s, a in zip(slab, "zyx")]
+                    if any(a >= b for a, b in box):
+                        continue
+                    block = Block(t, tuple(a for a, _ in box), tuple(b for _, b in box))
+                    image = _image(plan.source, ids.read(block.slices), probabilities, project.forest is not None)
+                    where, data = place(block, image[..., c0:c1], plan.transform, region, plan.out_axes)
+                    writer.write(where, data)
+            writer.commit()
     except BaseException:
         writer.abort()
         raise

@@ -117,7 +117,8 @@ def run_local(
             store(block, compute(block))
             advance()
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         pending: dict[Any, Block] = {}
         queue = iter(blocks)
         for block in queue:
@@ -133,4 +134,8 @@ def run_local(
                 nxt = next(queue, None)
                 if nxt is not None:
                     pending[pool.submit(compute, nxt)] = nxt
-
+    except BaseException:
+        # a failure or a stop signal: blocks not started are dropped, not computed before the error shows
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

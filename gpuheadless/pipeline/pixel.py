@@ -17,7 +17,7 @@ import numpy as np
 
 from ..backend import Backend, select_backend
 from ..config import RunConfig
-from ..errors import UsageError, UserError
+from ..errors import UsageError, UserError, writing_output
 from ..export import derive_from_probabilities, resolve_source
 from ..features.compute import compute_features
 from ..features.plan import FeaturePlan
@@ -29,6 +29,7 @@ from ..io.writers import open_writer
 from ..project.ilp import Project, read_project
 from .block_runner import block_budget_bytes, block_id, chunk_shape, layout_blocks, place, run_local
 from .blocks import Block
+from .input_guard import check_unchanged, snapshot
 from .export_plan import (LanePlan, check_filename_options, check_output_collisions, effective_format, open_mask,
                           output_target, plan_lane)
 from .lane import Lane
@@ -227,6 +228,9 @@ def execute_plan(
     if config.resume and os.path.exists(lane_plan.final_path) and not is_sequence(lane_plan.output_format):
         log.info("Skipping %s: %s exists (--resume)", lane_plan.path, lane_plan.final_path)
         return LaneResult(lane_plan.path, lane_plan.final_path, 0)
+    inputs = [snapshot(lane_plan.path, config.cwd)]
+    if lane_plan.mask_path:
+        inputs.append(snapshot(lane_plan.mask_path, config.cwd))
     source_image = open_input(lane_plan.path, config.cwd, config.stack_along)
     lane = Lane(source_image, lane_plan.lane_axes)
     mask = open_mask(config, lane_plan.mask_path) if lane_plan.mask_path else None
@@ -241,28 +245,12 @@ def execute_plan(
             resolutions=lane.source.resolutions, resume=config.resume, pyramid=config.pyramid,
         )
         try:
-            done = writer.done_blocks() if hasattr(writer, "done_blocks") else set()
-            todo = [b for b in layout.blocks if block_id(b) not in done]
-            if done:
-                log.info("Resuming %s: %d of %d blocks already written", lane_plan.path, len(layout.blocks) - len(todo),
-                         len(layout.blocks))
-
-            def store(block: Block, values: np.ndarray) -> None:
+            with writing_output(lane_plan.final_path):
+                todo = _write_blocks(config, lane_plan, task, layout, writer, client)
+                for before in inputs:
+                    check_unchanged(before)
                 with task.clock.measure("write"):
-                    where, data = place(block, values, lane_plan.transform, region, lane_plan.out_axes)
-                    writer.write(where, data)
-                    if hasattr(writer, "mark_done"):
-                        writer.mark_done(block_id(block))
-
-            with _progress(config, len(todo), lane.source.display) as advance:
-                if client is not None:
-                    from .distributed import run_on_cluster  # noqa: PLC0415
-
-                    run_on_cluster(client, config, lane_plan, task, forest, todo, writer, advance)
-                else:
-                    run_local(config, todo, lambda b: compute_block(task, b), store, advance)
-            with task.clock.measure("write"):
-                writer.commit()
+                    writer.commit()
         except BaseException:
             writer.abort()
             raise
@@ -274,6 +262,32 @@ def execute_plan(
     log.info("Exported %s of %s to %s", source, lane.source.display, shown)
     log.debug("Timing (summed over worker threads): %s", task.clock.summary())
     return LaneResult(lane.source.display, lane_plan.final_path, len(todo), dict(task.clock.seconds))
+
+
+def _write_blocks(config: RunConfig, lane_plan: LanePlan, task: BlockTask, layout: Any, writer: Any,
+                  client: Any) -> list[Block]:
+    """Compute and write the blocks not written yet (``--resume``); returns those computed."""
+    done = writer.done_blocks() if hasattr(writer, "done_blocks") else set()
+    todo = [b for b in layout.blocks if block_id(b) not in done]
+    if done:
+        log.info("Resuming %s: %d of %d blocks already written", lane_plan.path, len(layout.blocks) - len(todo),
+                 len(layout.blocks))
+
+    def store(block: Block, values: np.ndarray) -> None:
+        with task.clock.measure("write"):
+            where, data = place(block, values, lane_plan.transform, lane_plan.region, lane_plan.out_axes)
+            writer.write(where, data)
+            if hasattr(writer, "mark_done"):
+                writer.mark_done(block_id(block))
+
+    with _progress(config, len(todo), task.lane.source.display) as advance:
+        if client is not None:
+            from .distributed import run_on_cluster  # noqa: PLC0415
+
+            run_on_cluster(client, config, lane_plan, task, task.forest, todo, writer, advance)
+        else:
+            run_local(config, todo, lambda b: compute_block(task, b), store, advance)
+    return todo
 
 
 class _progress:
