@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import UserError
 from . import encoders, formats, staging
+from .guarded_file import GuardedFile
 from .naming import format_known
 from .ome_tiff import write_multipage_tiff
 
@@ -112,31 +113,41 @@ class HDF5Writer(Writer):
         import h5py  # noqa: PLC0415
 
         super().__init__(final_path)
+        self._file = None
         if not internal_path:
             self.abort()
             raise UserError(f"output '{final_path}': --output_internal_path is empty")
-        if os.path.exists(final_path) and h5py.is_hdf5(final_path):
-            shutil.copyfile(final_path, self.tmp_path)
-        self._file = h5py.File(self.tmp_path, "a")
-        if internal_path in self._file:
-            del self._file[internal_path]
-        chunks = ilastik_chunks(axes, shape, dtype)
-        self._ds = self._file.create_dataset(
-            internal_path, shape=shape, dtype=dtype, chunks=chunks if all(shape) else None,
-            compression="gzip" if compress else None, compression_opts=1 if compress else None,
-        )
-        for i, axis in enumerate(axes):
-            self._ds.dims[i].label = axis
-        for key, value in attrs.items():
-            self._ds.attrs[key] = value
+        try:
+            appending = os.path.exists(final_path) and h5py.is_hdf5(final_path)
+            if appending:
+                shutil.copyfile(final_path, self.tmp_path)
+            self._guard = GuardedFile(self.tmp_path)
+            self._file = h5py.File(self._guard, "a" if appending else "w")
+            if internal_path in self._file:
+                del self._file[internal_path]
+            chunks = ilastik_chunks(axes, shape, dtype)
+            self._ds = self._file.create_dataset(
+                internal_path, shape=shape, dtype=dtype, chunks=chunks if all(shape) else None,
+                compression="gzip" if compress else None, compression_opts=1 if compress else None,
+            )
+            for i, axis in enumerate(axes):
+                self._ds.dims[i].label = axis
+            for key, value in attrs.items():
+                self._ds.attrs[key] = value
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, region, data):
         self._ds[region] = data
+        self._guard.raise_error()
 
     def _finish(self):
         if self._file:
             self._file.close()
             self._file = None
+            self._guard.close()
+            self._guard.raise_error()
 
 
 class NumpyWriter(Writer):
@@ -144,8 +155,13 @@ class NumpyWriter(Writer):
 
     def __init__(self, final_path: str, shape, dtype):
         super().__init__(final_path)
-        self._array = np.lib.format.open_memmap(self.tmp_path, mode="w+", dtype=dtype, shape=tuple(shape))
-        reserve_space(self.tmp_path)
+        self._array = None
+        try:
+            self._array = np.lib.format.open_memmap(self.tmp_path, mode="w+", dtype=dtype, shape=tuple(shape))
+            reserve_space(self.tmp_path)
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, region, data):
         self._array[region] = data
@@ -187,9 +203,13 @@ class ImageFileWriter(Writer):
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
         self.tmp_path = self._scratch
-        self._array = np.lib.format.open_memmap(self._scratch, mode="w+", dtype=dtype, shape=tuple(shape))
-        reserve_space(self._scratch)
         self._written: list[tuple[str, str]] = []
+        try:
+            self._array = np.lib.format.open_memmap(self._scratch, mode="w+", dtype=dtype, shape=tuple(shape))
+            reserve_space(self._scratch)
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, region, data):
         self._array[region] = data

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..pipeline.lane import Lane
 from ..io import staging
+from ..io.guarded_file import hdf5_output
 from ..io.writers import axistags_json
 from .classifier import predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX
@@ -108,7 +109,6 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
     """The HDF5 table: a structured ``table`` dataset, and per object its mask (``labeling``) and
     raw cut-out over its bounding box widened by ``margin`` (or the whole raw image once with
     ``include raw``)."""
-    import h5py  # noqa: PLC0415
 
     header, cells, where = _rows(project, results)
     fields, data = [], []
@@ -128,7 +128,7 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = staging.temporary_file(path)
     try:
-        with h5py.File(tmp, "w") as f:
+        with hdf5_output(tmp) as f:
             f.create_dataset("table", data=table, **{k: v for k, v in compression.items() if k in ("compression", "compression_opts")})
             spatial = [a for a in "zyx" if raw.shape["tzyx".index(a)] > 1]
             if settings.get("include raw"):

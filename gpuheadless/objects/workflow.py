@@ -391,8 +391,9 @@ def _export_hints(raw: Lane, start: dict[str, int]) -> dict:
 
 def _write_image(plan: _ImagePlan, project: ObjectProject, raw: Lane, results, budget: float) -> str:
     """Write an object image slab by slab (the ids are read per slab, never whole)."""
-    writer = open_writer(plan.output_format, plan.path, plan.internal, plan.out_shape, plan.transform.dtype,
-                         plan.out_axes, plan.attrs)
+    with writing_output(plan.path):
+        writer = open_writer(plan.output_format, plan.path, plan.internal, plan.out_shape, plan.transform.dtype,
+                             plan.out_axes, plan.attrs)
     region = plan.region
     c0, c1 = region["c"]
     bytes_per_voxel = 16.0 + 8.0 * (c1 - c0)

@@ -238,12 +238,13 @@ def execute_plan(
         region = lane_plan.region
         task = BlockTask(backend, lane, lane_plan.plan, forest, source, project.n_classes, slice(*region["c"]), mask, 1)
         layout = layout_blocks(config, task, region, block_budget_bytes(config, backend), _resumed_blocks(config, lane_plan))
-        writer = open_writer(
-            lane_plan.output_format, lane_plan.final_path, lane_plan.internal_path, lane_plan.out_shape,
-            lane_plan.transform.dtype, lane_plan.out_axes, lane_plan.attrs, lane_plan.slice_offset,
-            chunks=chunk_shape(layout, lane_plan.out_axes, lane_plan.out_shape),
-            resolutions=lane.source.resolutions, resume=config.resume, pyramid=config.pyramid,
-        )
+        with writing_output(lane_plan.final_path):
+            writer = open_writer(
+                lane_plan.output_format, lane_plan.final_path, lane_plan.internal_path, lane_plan.out_shape,
+                lane_plan.transform.dtype, lane_plan.out_axes, lane_plan.attrs, lane_plan.slice_offset,
+                chunks=chunk_shape(layout, lane_plan.out_axes, lane_plan.out_shape),
+                resolutions=lane.source.resolutions, resume=config.resume, pyramid=config.pyramid,
+            )
         try:
             with writing_output(lane_plan.final_path):
                 todo = _write_blocks(config, lane_plan, task, layout, writer, client)
