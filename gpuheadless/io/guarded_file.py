@@ -4,7 +4,8 @@ HDF5 2.0 does not survive a failed write: after ``ENOSPC`` (a full disk) or ``EF
 limit) the file can no longer be closed, and freeing its dataset handles crashes the interpreter
 (SIGSEGV). So HDF5 outputs are written through a Python file object that records the first
 failed write and from then on pretends success: HDF5 stays consistent, closes cleanly, and the
-caller raises the recorded error once the file is closed (or as soon as it checks).
+caller raises the recorded error once the file is closed (or as soon as it checks). Reading back
+after a failed write raises it at once, since the data read may never have been written.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class GuardedFile(io.RawIOBase):
         return self._file.tell()
 
     def readinto(self, buffer: Any) -> int:
+        if self.error is not None:  # what was to be read back may never have been written
+            raise self.error
         return self._file.readinto(buffer)
 
     def write(self, data: Any) -> int:

@@ -28,6 +28,7 @@ from ..errors import UsageError, UserError, writing_output
 from ..backend import select_backend
 from ..export import ExportTransform, make_transform, output_axes
 from ..io import formats, staging
+from ..io.guarded_file import hdf5_output
 from ..io.naming import format_known, replace_extension
 from ..io.stacks import open_input
 from ..io.writers import EXPORT_HINTS, axistags_json, open_writer
@@ -257,10 +258,12 @@ def _scratch(shape_tzyx: tuple[int, ...], budget: float) -> Iterator[h5py.File |
     if math.prod(shape_tzyx) * 4 <= budget / 4:
         yield None
         return
-    with staging.scratch_folder("gpuheadless-objects-") as directory, \
-            h5py.File(os.path.join(directory, "labels.h5"), "w") as scratch:
-        log.debug("provisional labels of %s (tzyx) go to a temporary file", shape_tzyx)
-        yield scratch
+    with staging.scratch_folder("gpuheadless-objects-") as directory:
+        path = os.path.join(directory, "labels.h5")
+        open(path, "wb").close()
+        with writing_output(path), hdf5_output(path) as scratch:
+            log.debug("provisional labels of %s (tzyx) go to a temporary file", shape_tzyx)
+            yield scratch
 
 
 def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scratch,
