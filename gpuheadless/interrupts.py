@@ -45,7 +45,9 @@ def report_stop(signum: int) -> int:
         if not _reported:
             _reported = True
             name = signal.Signals(signum).name
-            print(f"gpuheadless: stopped by {name}; temporary files removed, nothing left at the final names",
+            kept = staging.kept_for_resume()
+            resume = f"; {len(kept)} unfinished Zarr output(s) kept: the same command with --resume continues" if kept else ""
+            print(f"gpuheadless: stopped by {name}; temporary files removed, nothing left at the final names{resume}",
                   file=sys.stderr, flush=True)
     return 128 + signum
 

@@ -280,3 +280,16 @@ def test_leftovers_are_told_from_live_temporaries(tmp_path):
     (tmp_path / f".x.h5.{dead}@{staging.host_name()}.dir.partial.d").mkdir()
     assert staging.remove_leftovers(final) == 1
     assert sorted(os.listdir(tmp_path)) == sorted(names[1:] + [f".x.h5.{dead}@{staging.host_name()}.dir.partial.d"])
+
+
+def test_a_stopped_zarr_run_says_how_to_resume(data, inputs, tmp_path):
+    pytest.importorskip("zarr")
+    out = tmp_path / "out"
+    proc = _start(_command(data, "--output_format=zarr", f"--output_filename_format={out}/{{nickname}}.zarr",
+                           inputs["large"]), LAZYFLOW_TOTAL_RAM_MB="500")
+    _wait_for_partial(out, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    _one_error_line(err, "stopped by SIGTERM", "1 unfinished Zarr output(s) kept", "--resume")
+    assert os.listdir(out) == [".large-data.zarr.partial"]

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 SUFFIX = ".partial"
 
 _in_flight: set[str] = set()
+_resumable: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -63,6 +64,18 @@ def release(path: str | None) -> None:
     if path:
         with _lock:
             _in_flight.discard(os.path.abspath(path))
+
+
+def keep_for_resume(path: str) -> None:
+    """Record an unfinished output that a stop leaves in place on purpose (``--resume`` continues it)."""
+    with _lock:
+        _resumable.add(os.path.abspath(path))
+
+
+def kept_for_resume() -> list[str]:
+    """The unfinished outputs of this process that a stop keeps, still unfinished."""
+    with _lock:
+        return sorted(p for p in _resumable if os.path.isdir(p))
 
 
 def in_flight() -> list[str]:

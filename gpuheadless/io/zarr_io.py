@@ -252,6 +252,7 @@ class ZarrWriter:
             os.makedirs(os.path.join(self.tmp_path, _DONE_DIR), exist_ok=True)
             with open(os.path.join(self.tmp_path, _OWNER_FILE), "w") as stream:
                 stream.write(staging.owner())
+            staging.keep_for_resume(self.tmp_path)
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
 
