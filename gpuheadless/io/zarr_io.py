@@ -230,6 +230,7 @@ class ZarrWriter:
         self.tmp_path = partial_path(final_path)
         self._array_path = os.path.join(self.tmp_path, "0") if ome else self.tmp_path
         _refuse_live_writer(final_path, self.tmp_path)
+        staging.keep_for_resume(self.tmp_path)  # before it exists: a stop at any moment reports it
         try:
             os.makedirs(os.path.dirname(final_path) or ".", exist_ok=True)
             existing = None
@@ -252,7 +253,6 @@ class ZarrWriter:
             os.makedirs(os.path.join(self.tmp_path, _DONE_DIR), exist_ok=True)
             with open(os.path.join(self.tmp_path, _OWNER_FILE), "w") as stream:
                 stream.write(staging.owner())
-            staging.keep_for_resume(self.tmp_path)
         except OSError as exc:
             raise UserError(f"output '{final_path}': cannot write there ({exc.strerror or exc})") from None
 
