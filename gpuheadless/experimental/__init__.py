@@ -1,0 +1,1 @@
+"""Mirrors ``ilastik.experimental``: change the import line of a script, keep the rest."""

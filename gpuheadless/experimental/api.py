@@ -1,0 +1,129 @@
+"""ilastik's Python API (``ilastik.experimental.api``) on gpuheadless: arrays in, probabilities out.
+
+A script written for ilastik runs after changing ``from ilastik.experimental.api import ...`` to
+``from gpuheadless.experimental.api import ...``: same names, same checks (``ValueError`` for a
+wrong channel count or number of spatial axes), same result axes (the training data's, with
+``c``), and the numbers of the command line (the same block function computes them).
+
+Accepted data: an ``xarray.DataArray`` with dims named from ``t, z, y, x, c`` (an xarray comes
+back), a NumPy array with ``axes="yxc"`` (a NumPy array comes back, in the result axes), and a
+Dask array with ``axes`` (a lazy Dask array comes back).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..backend import select_backend
+from ..config import RunConfig, ram_budget_from_env, threads_from_env
+from ..errors import UserError
+from ..pipeline.in_memory import (ArrayAxesError, ArrayTask, array_source, check_axes, check_fits, probabilities_tzyxc,
+                                  result_axes, to_axes)
+from ..project.ilp import read_project
+
+
+class PixelClassificationPipeline:
+    """A trained Pixel Classification project, applied to arrays.
+
+    Examples
+    --------
+    >>> pipeline = PixelClassificationPipeline.from_ilp_file("MyProject.ilp")  # doctest: +SKIP
+    >>> probabilities = pipeline.get_probabilities(xarray.DataArray(image, dims=("y", "x")))  # doctest: +SKIP
+    """
+
+    @classmethod
+    def from_ilp_file(cls, path: str | os.PathLike[str], device: str = "auto") -> "PixelClassificationPipeline":
+        """Open a project with a trained classifier.
+
+        Parameters
+        ----------
+        path : str
+            The ``.ilp`` file.
+        device : str
+            ``auto`` (a usable GPU, else the CPU), ``cpu`` or ``gpu``.
+
+        Raises
+        ------
+        UserError
+            The project cannot be read, or holds no trained classifier (ilastik's API refuses it too).
+        """
+        project = read_project(os.fspath(path))
+        if project.forest is None:
+            raise UserError(f"project file '{path}': no trained classifier is stored (train it in ilastik, or use "
+                            "gpuheadless train)")
+        return cls(project, device)
+
+    def __init__(self, project: Any, device: str = "auto") -> None:
+        config = RunConfig(project=str(project.path), inputs=[], threads=threads_from_env(),
+                           ram_budget_mb=ram_budget_from_env(), device=device, progress=False)
+        self._task = ArrayTask(project, project.forest, select_backend(device), config)
+
+    def get_probabilities(self, raw_data: Any, axes: str | None = None) -> Any:
+        """Probabilities of every class for every pixel.
+
+        Parameters
+        ----------
+        raw_data : xarray.DataArray, numpy.ndarray or dask.array.Array
+            The image, with the training data's number of spatial axes and channels. Dims of an
+            xarray name the axes; other arrays need ``axes``.
+        axes : str, optional
+            The axes of a NumPy or Dask array, e.g. ``"yx"``, ``"zyxc"``.
+
+        Returns
+        -------
+        xarray.DataArray, numpy.ndarray or dask.array.Array
+            float32, the axes of the training data plus ``c`` (one channel per class, in the
+            project's label order); the same kind of array as given.
+
+        Raises
+        ------
+        ValueError
+            The channel count or the number of spatial axes differs from the training data
+            (:class:`~gpuheadless.pipeline.in_memory.ArrayAxesError`, also a ``UserError``).
+        """
+        data, axes, wrap = _unwrap(raw_data, axes)
+        check_fits(self._task.project, self._task.forest, axes, tuple(data.shape))
+        wanted = result_axes(self._task.project, axes, tuple(data.shape))
+        if _is_dask(data):
+            from ..pipeline.lazy_arrays import lazy_probabilities  # noqa: PLC0415 - dask is an optional extra
+
+            return wrap(lazy_probabilities(self._task, data, axes, wanted), wanted)
+        result = probabilities_tzyxc(self._task, array_source(np.asarray(data), axes), axes)
+        return wrap(to_axes(result, wanted), wanted)
+
+    def predict(self, raw_data: Any, axes: str | None = None) -> Any:
+        """Deprecated name of :meth:`get_probabilities`, as in ilastik."""
+        warnings.warn("The predict method will disappear in future versions, please use get_probabilities()",
+                      DeprecationWarning, stacklevel=2)
+        return self.get_probabilities(raw_data, axes)
+
+
+def from_project_file(path: str | os.PathLike[str]) -> PixelClassificationPipeline:
+    """Deprecated: :meth:`PixelClassificationPipeline.from_ilp_file`, as in ilastik."""
+    warnings.warn("The `from_project_file` function will disappear in future versions. Please use "
+                  "`PixelClassificationPipeline.from_ilp_file(path)`", DeprecationWarning, stacklevel=2)
+    return PixelClassificationPipeline.from_ilp_file(path)
+
+
+def _is_dask(data: Any) -> bool:
+    return type(data).__module__.startswith("dask.")
+
+
+def _unwrap(raw_data: Any, axes: str | None) -> tuple[Any, str, Any]:
+    """The bare array, its axes, and a function wrapping a result like the input."""
+    if type(raw_data).__module__.startswith("xarray."):
+        import xarray  # noqa: PLC0415
+
+        dims = "".join(str(d) for d in raw_data.dims)
+        data = raw_data.data
+        return data, check_axes(dims, data.ndim), lambda result, wanted: xarray.DataArray(result, dims=tuple(wanted))
+    if axes is None:
+        raise ArrayAxesError(f"a {type(raw_data).__name__} has no axis names: pass axes=, e.g. axes='yx', or an "
+                             "xarray.DataArray with dims")
+    return raw_data, check_axes(axes, np.ndim(raw_data)), lambda result, wanted: result
+
+
+__all__ = ["PixelClassificationPipeline", "from_project_file"]

@@ -1,0 +1,130 @@
+"""Pixel Classification of an array in memory, block by block, by the same block function as files.
+
+The array is wrapped as an :class:`~gpuheadless.io.readers.ImageSource`, so everything after it
+(lane geometry, feature plan, block layout, :func:`~gpuheadless.pipeline.pixel.compute_block`)
+is the batch path unchanged, and the numbers are the command line's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend
+from ..config import RunConfig
+from ..errors import UserError
+from ..features.plan import FeaturePlan, check_image_size, make_plan
+from ..forest.model import Forest
+from ..io.readers import ImageSource
+from ..project.ilp import Project
+from .block_runner import block_budget_bytes, layout_blocks, run_local
+from .blocks import Block
+from .export_plan import expected_channels
+from .lane import Lane
+
+AXES = "tzyxc"
+
+
+class ArrayAxesError(UserError, ValueError):
+    """An array whose axes or channels do not fit the project (a ``ValueError``, as ilastik raises)."""
+
+
+def array_source(array: Any, axes: str, display: str = "array") -> ImageSource:
+    """An in-memory (or lazily indexed) array as an input image with the given axes."""
+    return ImageSource(display=display, axes=axes, shape=tuple(int(n) for n in array.shape), dtype=np.dtype(array.dtype),
+                       nickname=display, dataset_dir="", read_region=lambda region: array[region])
+
+
+def check_axes(axes: str, ndim: int) -> str:
+    """``axes`` lowercased, checked to name each of ``ndim`` dimensions once with letters of ``tzyxc``."""
+    axes = axes.lower()
+    if len(axes) != ndim or len(set(axes)) != len(axes) or any(a not in AXES for a in axes):
+        raise ArrayAxesError(f"axes {axes!r} do not name the {ndim} dimensions of the array with distinct letters "
+                             "of t, z, y, x, c")
+    return axes
+
+
+def project_axes(project: Project) -> str:
+    """The axes results come in: the training data's, with ``c`` added (as ilastik's API returns them)."""
+    trained = project.lanes[-1].axes if project.lanes and project.lanes[-1].axes else "yx"
+    return trained if "c" in trained else trained + "c"
+
+
+def check_fits(project: Project, forest: Forest, axes: str, shape: tuple[int, ...]) -> None:
+    """ilastik's API checks: the channel count and the number of spatial axes of the training data.
+
+    Raises
+    ------
+    ArrayAxesError
+        With ilastik's wording.
+    """
+    extent = dict(zip(axes, shape))
+    trained = project_axes(project)
+    trained_spatial = sum(a in "zyx" for a in trained)
+    spatial = sum(a in "zyx" for a in axes)
+    z_extent = extent.get("z", 1)
+    channels = expected_channels(project, forest, z_extent)
+    if channels is not None and extent.get("c", 1) != channels:
+        raise ArrayAxesError(f"Number of channels mismatch. Classifier trained for {channels} but input has "
+                             f"{extent.get('c', 1)}")
+    if spatial != trained_spatial:
+        raise ArrayAxesError(f"Number of spatial dims doesn't match. Classifier trained for {trained_spatial} but "
+                             f"input has {spatial}")
+
+
+@dataclass(frozen=True)
+class ArrayTask:
+    """What computing probabilities of one array needs, besides the array."""
+
+    project: Project
+    forest: Forest
+    backend: Backend
+    config: RunConfig
+
+    def plan(self, lane: Lane) -> FeaturePlan:
+        plan = make_plan(self.project.selection, lane.n_channels, lane.shape[1])
+        check_image_size(plan, lane.shape[1:4], lane.source.display)
+        if self.forest.n_features != plan.n_features:
+            raise ArrayAxesError(f"the project's classifier expects {self.forest.n_features} features, the array "
+                                 f"gives {plan.n_features}")
+        return plan
+
+    def block_task(self, lane: Lane) -> Any:
+        from .pixel import BlockTask  # noqa: PLC0415 - pixel imports this module's users
+
+        n = self.project.n_classes
+        return BlockTask(self.backend, lane, self.plan(lane), self.forest, "Probabilities", n, slice(0, n), None, 1)
+
+
+def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str) -> np.ndarray:
+    """Probabilities of a whole image, ``(T, Z, Y, X, classes)`` float32, computed in blocks."""
+    from .pixel import compute_block  # noqa: PLC0415
+
+    lane = Lane(source, axes)
+    block_task = task.block_task(lane)
+    n = task.project.n_classes
+    region = {a: (0, e) for a, e in zip(AXES, lane.shape[:4] + (n,))}
+    layout = layout_blocks(task.config, block_task, region, block_budget_bytes(task.config, task.backend))
+    out = np.zeros(lane.shape[:4] + (n,), dtype=np.float32)
+
+    def store(block: Block, values: np.ndarray) -> None:
+        out[(block.t,) + block.slices] = values
+
+    run_local(task.config, layout.blocks, lambda b: compute_block(block_task, b), store, lambda: None)
+    return out
+
+
+def result_axes(project: Project, axes: str, shape: tuple[int, ...]) -> str:
+    """The axes of the result: the project's (see :func:`project_axes`), after any time or z axis of
+    the array that the training data lacked but the array has more than one step of."""
+    order = project_axes(project)
+    extent = dict(zip(axes, shape))
+    return "".join(a for a in "tz" if a not in order and extent.get(a, 1) > 1) + order
+
+
+def to_axes(result: np.ndarray, wanted: str) -> np.ndarray:
+    """A ``tzyxc`` result in the axis order ``wanted`` (axes left out must have extent 1)."""
+    index = tuple(slice(None) if a in wanted else 0 for a in AXES)
+    kept = [a for a in AXES if a in wanted]
+    return np.transpose(result[index], [kept.index(a) for a in wanted])
