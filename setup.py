@@ -1,5 +1,5 @@
 """Build hook for the compiled pieces: CPU forest inference, fastfilters-exact filters, 3x3 eigenvalues,
-the 2D skeleton features and the objects' moment sums.
+the 2D skeleton features, the objects' moment sums and their threshold smoothing.
 
 Everything else is declared in pyproject.toml.
 """
@@ -46,6 +46,12 @@ setup(
         Extension(
             "gpuheadless.objects._cmoments",
             sources=["gpuheadless/objects/_cmoments.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+        ),
+        # -ffp-contract=off: vigra's convolveLine rounds every product and sum apart.
+        Extension(
+            "gpuheadless.objects._csmooth",
+            sources=["gpuheadless/objects/_csmooth.c"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
         ),
         Extension(

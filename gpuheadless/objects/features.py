@@ -336,19 +336,25 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
 
 
 def _extremes(values: np.ndarray, index: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """``Minimum`` and ``Maximum`` (n + 1, C) per label (inf and -inf where a label has no pixel)."""
+    """``Minimum`` and ``Maximum`` (n + 1, C) per label (inf and -inf where a label has no pixel).
+
+    NaN pixels are passed over, as by vigra's accumulators (``std::min``/``std::max`` keep the
+    running value when compared with a NaN).
+    """
     channels = values.shape[1]
     low = np.full((n + 1, channels), np.inf)
     high = np.full((n + 1, channels), -np.inf)
     for c in range(channels):
-        np.minimum.at(low[:, c], index, values[:, c])
-        np.maximum.at(high[:, c], index, values[:, c])
+        np.fmin.at(low[:, c], index, values[:, c])
+        np.fmax.at(high[:, c], index, values[:, c])
     return {"Minimum": low, "Maximum": high}
 
 
 def labelled_range(values: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
-    """(min, max) of ``values`` over the pixels whose label is not 0, or None if there are none."""
+    """(min, max) of ``values`` over the pixels whose label is not 0, NaN passed over as by vigra,
+    or None if there are none."""
     labelled = values[labels != 0]
+    labelled = labelled[~np.isnan(labelled)]
     return (float(labelled.min()), float(labelled.max())) if labelled.size else None
 
 
@@ -364,10 +370,11 @@ def _histogram_features(values: np.ndarray, index: np.ndarray, n: int, count: np
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scale = BINS / (high - low)  # inf / nan only on labels with no pixel
     position = scale[index] * (values - low[index])
-    bins = np.where(position == BINS, BINS - 1, np.floor(position)).astype(np.int64)
+    counted = ~np.isnan(position)  # vigra counts a NaN as an outlier, in no bin
+    bins = np.where(position == BINS, BINS - 1, np.floor(position))[counted].astype(np.int64)
     bins = np.clip(bins, 0, BINS - 1)
     histogram = np.zeros((n + 1, BINS))
-    np.add.at(histogram, (index, bins), 1.0)
+    np.add.at(histogram, (index[counted], bins), 1.0)
     result = {"Histogram": histogram}
     if quantiles:
         result["Quantiles"] = _quantiles(histogram, count, stats["Minimum"][:, 0], stats["Maximum"][:, 0], low, scale)

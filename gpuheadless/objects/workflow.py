@@ -36,7 +36,7 @@ from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
 from ..pipeline.input_guard import check_unchanged, snapshot
 from ..pipeline.export_plan import OutputTarget, check_output_collisions, cutout_bounds, dataset_dir, output_target
-from ..pipeline.lane import Lane, lane_axes
+from ..pipeline.lane import Lane, lane_axes, warn_if_nonfinite
 from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
 from .labeling import (CPU, ObjectIds, ObjectKernels, gpu_object_kernels, iter_slabs, label_image_ids, segmentation_ids,
@@ -236,6 +236,12 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
                      for s in sources]
             for before in inputs:  # every object is computed: the inputs are not read again
                 check_unchanged(before)
+            warn_if_nonfinite(raw, "raw data", "object features they enter are NaN or infinite and reach the "
+                              "classifier as 0, as ilastik passes missing features (ilastik 1.4.2 itself stops "
+                              "when such a value lies inside an object)")
+            if project.variant in ("prediction", "pixel"):
+                warn_if_nonfinite(second, "prediction maps", "after the smoothing a NaN is below every threshold "
+                                  "and an infinity above, as in ilastik")
             outputs = [_export_pixel_image(config, project, s, raw_path) if plan is None
                        else _write_image(plan, project, raw, results, budget) for s, plan in zip(sources, plans)]
             table = _table_path(config, options, project, raw)
@@ -288,10 +294,14 @@ def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scr
 
 def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget: float, scratch,
                 ops: ObjectKernels = CPU, classify: bool = True):
-    """(ids, probabilities (n+1, K), features {plugin: {name: table}}) of time point t."""
-    ids = _object_ids(project, second, t, budget, scratch, ops)
-    features = object_features(lambda region: raw.read(t, region), ids, project.selected, project.margins,
-                               raw.n_channels, budget, ops.sums)
+    """(ids, probabilities (n+1, K), features {plugin: {name: table}}) of time point t.
+
+    NaN and infinities flow through as in ilastik (the lane says so once): no NumPy warnings.
+    """
+    with np.errstate(all="ignore"):
+        ids = _object_ids(project, second, t, budget, scratch, ops)
+        features = object_features(lambda region: raw.read(t, region), ids, project.selected, project.margins,
+                                   raw.n_channels, budget, ops.sums)
     if not classify:
         return ids, None, features
     matrix = feature_matrix(features, project.selected)

@@ -1,6 +1,7 @@
 """A lane: one input image seen in ilastik's internal geometry (t, z, y, x, c)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,8 @@ from ..io.readers import ImageSource
 from ..project.ilp import Project
 
 _AXES = "tzyxc"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +27,8 @@ class Lane:
         The axes the file is read with (its own, the training lane's, or ``--input_axes``).
     shape : tuple of 5 ints
         Extents in ``tzyxc`` order (1 for axes the file lacks).
+    nonfinite_seen : bool
+        Whether a read of this process met a NaN or an infinity (floating-point inputs only).
     """
 
     source: ImageSource
@@ -32,6 +37,7 @@ class Lane:
     def __post_init__(self) -> None:
         extent = dict(zip(self.axes, self.source.shape))
         self.shape = tuple(extent.get(a, 1) for a in _AXES)
+        self.nonfinite_seen = False
 
     @property
     def n_channels(self) -> int:
@@ -56,7 +62,15 @@ class Lane:
         for i, a in enumerate(_AXES):
             if a not in self.axes:
                 data = np.expand_dims(data, i)
+        if data.dtype.kind in "fc" and not self.nonfinite_seen and not np.isfinite(data).all():
+            self.nonfinite_seen = True
         return np.ascontiguousarray(data[0], dtype=dtype)
+
+
+def warn_if_nonfinite(lane: Lane, what: str, consequence: str) -> None:
+    """One line when the lane's reads met NaN or infinite values: nothing refuses them, as in ilastik."""
+    if lane.nonfinite_seen:
+        log.warning("%s '%s' holds NaN or infinite values: %s", what, lane.source.display, consequence)
 
 
 def lane_axes(source: ImageSource, input_axes: str | None, project: Project | None, ignore_training: bool) -> str:

@@ -32,7 +32,7 @@ from .blocks import Block
 from .input_guard import check_unchanged, snapshot
 from .export_plan import (LanePlan, check_filename_options, check_output_collisions, effective_format, open_mask,
                           output_target, plan_lane)
-from .lane import Lane
+from .lane import Lane, warn_if_nonfinite
 from .timing import StageClock
 from .training import resolve_classifier
 
@@ -65,8 +65,12 @@ class LaneResult:
 
 
 def compute_block(task: BlockTask, block: Block) -> np.ndarray:
-    """The export source on one block: ``(Z, Y, X, channels)`` for time step ``block.t``."""
-    with task.backend.stream():
+    """The export source on one block: ``(Z, Y, X, channels)`` for time step ``block.t``.
+
+    NaN and infinities in the input flow through as in ilastik (the lane says so once), so
+    NumPy's floating-point warnings are not shown for each block.
+    """
+    with task.backend.stream(), np.errstate(all="ignore"):
         return _compute_block(task, block)
 
 
@@ -259,6 +263,8 @@ def execute_plan(
         lane.source.close()
         if mask is not None:
             mask.source.close()
+    warn_if_nonfinite(lane, "input", "features within a filter's reach of them are NaN or infinite, and a "
+                      "pixel with a NaN feature gets probability 0 for every class, as in ilastik")
     shown = lane_plan.final_path + (f"/{lane_plan.internal_path}" if lane_plan.output_format in CONTAINER_FORMATS else "")
     log.info("Exported %s of %s to %s", source, lane.source.display, shown)
     log.debug("Timing (summed over worker threads): %s", task.clock.summary())
