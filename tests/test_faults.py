@@ -293,3 +293,26 @@ def test_a_stopped_zarr_run_says_how_to_resume(data, inputs, tmp_path):
     assert proc.returncode == 143
     _one_error_line(err, "stopped by SIGTERM", "1 unfinished Zarr output(s) kept", "--resume")
     assert os.listdir(out) == [".large-data.zarr.partial"]
+
+
+def test_train_at_a_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
+    """``gpuheadless train`` writes its project through the same guarded HDF5 file as the exports."""
+    rng = np.random.default_rng(4)
+    with h5py.File(tmp_path / "raw.h5", "w") as f:
+        f["data"] = rng.integers(0, 256, (256, 256), dtype=np.uint8)
+    labels = np.zeros((256, 256), dtype=np.uint8)
+    labels[10:200, 10:20], labels[10:200, 100:110] = 1, 2
+    with h5py.File(tmp_path / "labels.h5", "w") as f:
+        f["data"] = labels
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "gpuheadless", "train", "--raw", f"{tmp_path}/raw.h5/data", "--labels",
+               f"{tmp_path}/labels.h5/data", "--output", f"{out}/p.ilp", "--trees", "20"]
+    proc = _start(command, limits={resource.RLIMIT_FSIZE: 32 * 1024})
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    _one_error_line(err, f"'{out}/p.ilp'", "File too large")
+    assert os.listdir(out) == []
+    proc = _start(command)  # without the limit the same command writes the project
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and os.listdir(out) == ["p.ilp"], err

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..features.plan import FeatureSelection
 from ..forest.model import Forest
+from ..io.guarded_file import hdf5_output
 from ..io.writers import axistags_json, determine_block_shape
 from .vigra_writer import write_vigra_forest
 
@@ -116,7 +117,9 @@ def write_project(
     n_trees : int
         The factory's tree count.
     """
-    with h5py.File(path, "w") as f:
+    open(path, "wb").close()  # a new file each time (a file object is not truncated by HDF5's "w")
+    # Through a guarded file: HDF5 crashes the interpreter on a full disk or a file-size limit.
+    with hdf5_output(path) as f:
         _put_text(f, "ilastikVersion", WRITTEN_VERSION)
         _put_text(f, "workflowName", "Pixel Classification")
         _put_text(f, "time", time.ctime())
