@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cap on the GPU memory the blocks may use (default: 80%% of the free GPU memory)")
     o.add_argument("--seed", type=int, help="seed for retraining (ilastik's training is not reproducible)")
     o.add_argument("--scheduler", help="run blocks on Dask: a scheduler address, local[:N] or local-cuda")
+    o.add_argument("--worker_timeout", "--worker-timeout", dest="worker_timeout", type=float, default=300.0,
+                   help="--scheduler: stop when the cluster has had no worker for this many seconds (default 300)")
     o.add_argument("--resume", action="store_true", help="skip outputs that exist and blocks already written (Zarr)")
     o.add_argument("--pyramid", action="store_true", help="OME-Zarr: add downscaled levels (every second voxel)")
     p.add_argument("inputs", nargs="*", help="input images: files, or file.h5/internal/path")
@@ -167,6 +169,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
     if args.gpu_memory_mb is not None and args.gpu_memory_mb <= 0:
         raise UsageError(f"--gpu_memory_mb must be positive, got {args.gpu_memory_mb}")
+    if not args.worker_timeout > 0:
+        raise UsageError(f"--worker_timeout must be a positive number of seconds, got {args.worker_timeout:g}")
     if export.export_drange is not None and export.pipeline_result_drange is None:
         raise UsageError("Cannot renormalize to custom export_drange without a specified pipeline_result_drange.")
     return RunConfig(
@@ -185,6 +189,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         device=args.device,
         gpu_memory_mb=args.gpu_memory_mb,
         scheduler=args.scheduler,
+        worker_timeout_s=args.worker_timeout,
         resume=args.resume,
         pyramid=args.pyramid,
         seed=args.seed,

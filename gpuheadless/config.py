@@ -43,6 +43,7 @@ class RunConfig:
     device: str = "auto"
     gpu_memory_mb: float | None = None
     scheduler: str | None = None
+    worker_timeout_s: float = 300.0  # --worker_timeout: how long a cluster may have no worker
     workers: int | None = None
     resume: bool = False
     pyramid: bool = False

@@ -1,6 +1,7 @@
 """Dask scale-out on a LocalCluster of two worker processes: identical output, a killed worker, resume."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -62,8 +63,8 @@ def test_cluster_output_is_bit_identical_to_one_process(cluster, data, volume, t
     np.testing.assert_array_equal(_read(results[1].output), _read(one_block[0].output))
     ome, failures = pixel.run_batch(_config(data, [volume], str(tmp_path / "ome.zarr"), "ome-zarr", scheduler=cluster.scheduler_address))
     group = zarr.open_group(ome[0].output, mode="r")
-    assert [a["name"] for a in group.attrs["multiscales"][0]["axes"]] == ["z", "y", "x", "c"]
-    np.testing.assert_array_equal(group["0"][...], _read(single[0].output))
+    assert [a["name"] for a in group.attrs["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]  # NGFF 0.4: by type
+    np.testing.assert_array_equal(group["0"][...], np.moveaxis(_read(single[0].output), -1, 0))
     hdf5, failures = pixel.run_batch(_config(data, [volume], str(tmp_path / "client.h5"), "hdf5", scheduler=cluster.scheduler_address))
     np.testing.assert_array_equal(_read(hdf5[0].output), _read(single[0].output))  # one writer on the client
 
@@ -123,11 +124,12 @@ def test_zarr_and_ome_zarr_inputs_and_the_command_line(data, volume, tmp_path, c
                          "--output_format=ome-zarr", "--cutout_subregion=[(None,None,None,0),(None,None,None,1)]",
                          f"--output_filename_format={tmp_path}/raw.zarr", "--scheduler=local:2", volume], tmp_path, capsys)
     assert code == 0, err
-    # The exported channel (Gaussian smoothing 0.3) as an input: OME-Zarr group and plain array path.
+    # The exported channel (Gaussian smoothing 0.3) as an input: OME-Zarr group and plain array path
+    # (stored c, z, y, x as NGFF orders axes; the axes come from the image's metadata).
     for path in (str(tmp_path / "raw.zarr"), str(tmp_path / "raw.zarr/0")):
-        results, failures = pixel.run_batch(_config(data, [path], str(tmp_path / "p.h5"), "hdf5", input_axes="zyxc"))
+        results, failures = pixel.run_batch(_config(data, [path], str(tmp_path / "p.h5"), "hdf5"))
         assert not failures
-        assert _read(results[0].output).shape == (60, 120, 110, 2)
+        assert _read(results[0].output).shape == (2, 60, 120, 110)
     code, err = run_cli(["--headless", f"--project={data / 'projects/PixelClassification3d.ilp'}", "--resume",
                          "--output_format=ome-zarr", f"--output_filename_format={tmp_path}/raw.zarr", volume],
                         tmp_path, capsys)
@@ -144,9 +146,9 @@ def test_ome_zarr_pyramid_levels_take_every_second_voxel(tmp_path):
     writer.commit()
     group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
     assert sorted(group.array_keys()) == ["0", "1"]  # 50 x 65; a third level would be below 32
-    np.testing.assert_array_equal(group["1"][...], image[::2, ::2])
+    np.testing.assert_array_equal(group["1"][...], np.moveaxis(image[::2, ::2], -1, 0))  # stored c, y, x
     scales = [d["coordinateTransformations"][0]["scale"] for d in group.attrs["multiscales"][0]["datasets"]]
-    assert scales == [[0.5, 0.25, 1.0], [1.0, 0.5, 1.0]]
+    assert scales == [[1.0, 0.5, 0.25], [1.0, 1.0, 0.5]]
 
 
 def test_a_cancelled_cluster_job_resumes(cluster, data, volume, tmp_path, monkeypatch):
@@ -157,16 +159,18 @@ def test_a_cancelled_cluster_job_resumes(cluster, data, volume, tmp_path, monkey
     reference, _ = pixel.run_batch(_config(data, [volume], str(tmp_path / "ref.h5"), "hdf5", workers=8))
     original = dist.completed
 
-    def cancelled_after_two(futures):
-        for k, future in enumerate(original(futures)):
+    def cancelled_after_two(futures, client=None, config=None):
+        for k, (future, result) in enumerate(original(futures, client, config)):
             if k == 2:
                 for other in futures:
                     other.cancel()
                 raise KeyboardInterrupt
-            yield future
+            yield future, result
 
     monkeypatch.setattr(dist, "completed", cancelled_after_two)
-    monkeypatch.setattr(pixel, "block_budget_bytes", lambda config, backend=None: 40 * 2**20)  # many small blocks
+    budget = dist.cluster_budget
+    monkeypatch.setattr(dist, "cluster_budget",  # many small blocks
+                        lambda client, config: dataclasses.replace(budget(client, config), per_block=40 * 2**20))
     config = _config(data, [volume], output, scheduler=cluster.scheduler_address, workers=8)
     with pytest.raises(KeyboardInterrupt):
         pixel.run_batch(config)

@@ -21,6 +21,33 @@ PARTIAL_SUFFIX = ".partial"
 _DONE_DIR = ".gpuheadless-done"
 _OWNER_FILE = ".gpuheadless-owner"
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+_NGFF_ORDER = "tczyx"
+
+
+def ngff_axes(axes: str) -> str:
+    """The axes an OME-Zarr (NGFF 0.4) image of an export in ``axes`` is stored in.
+
+    NGFF orders axes by type: time, then channel, then 2 or 3 space axes (``t, c, z, y, x``);
+    ``y`` and ``x`` are added with extent 1 where the export has no such axis. The export's own
+    order (``--output_axis_order``) does not apply, as it does not to ilastik's OME-Zarr exports.
+    """
+    return "".join(a for a in _NGFF_ORDER if a in axes or a in "yx")
+
+
+def to_stored(axes: str, stored: str, region: tuple[slice, ...], data: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray]:
+    """A block ``data`` at ``region``, both in ``axes`` order, in the ``stored`` axis order."""
+    if axes == stored:
+        return region, data
+    where = dict(zip(axes, region))
+    data = np.transpose(data, [axes.index(a) for a in stored if a in axes])
+    data = data.reshape([1 if a not in axes else n for a, n in zip(stored, _expand(stored, axes, data.shape))])
+    return tuple(where.get(a, slice(0, 1)) for a in stored), data
+
+
+def _expand(stored: str, axes: str, shape: tuple[int, ...]) -> list[int]:
+    """``shape`` (the axes of ``stored`` that ``axes`` has) with 1 for the others."""
+    sizes = iter(shape)
+    return [next(sizes) if a in axes else 1 for a in stored]
 
 
 def _zarr() -> Any:
@@ -226,7 +253,14 @@ class ZarrWriter:
                  resolutions: dict[str, float], resume: bool = False, pyramid: bool = False) -> None:
         zarr = _zarr()
         self.final_path = final_path
-        self._axes, self._resolutions, self._pyramid = axes, resolutions, pyramid and ome
+        self.axes = axes  # the blocks' order
+        self.stored_axes = ngff_axes(axes) if ome else axes  # the array's order
+        if ome:
+            shape = _expand(self.stored_axes, axes, [shape[axes.index(a)] for a in self.stored_axes if a in axes])
+            chunks = _expand(self.stored_axes, axes, [chunks[axes.index(a)] for a in self.stored_axes if a in axes])
+            attrs = _reordered_axistags(attrs, self.stored_axes)
+        axes = self.stored_axes
+        self._resolutions, self._pyramid = resolutions, pyramid and ome
         self.tmp_path = partial_path(final_path)
         self._array_path = os.path.join(self.tmp_path, "0") if ome else self.tmp_path
         _refuse_live_writer(final_path, self.tmp_path)
@@ -262,6 +296,8 @@ class ZarrWriter:
         return self._array_path
 
     def write(self, region: tuple[slice, ...], data: np.ndarray) -> None:
+        """Write a block given in the export's axis order (``axes``)."""
+        region, data = to_stored(self.axes, self.stored_axes, region, data)
         self._array[region] = data
 
     def mark_done(self, block_id: str) -> None:
@@ -273,7 +309,7 @@ class ZarrWriter:
 
     def commit(self) -> None:
         if self._pyramid:
-            write_pyramid(self.tmp_path, self._axes, self._resolutions)
+            write_pyramid(self.tmp_path, self.stored_axes, self._resolutions)
         shutil.rmtree(os.path.join(self.tmp_path, _DONE_DIR), ignore_errors=True)
         os.remove(os.path.join(self.tmp_path, _OWNER_FILE))
         if os.path.exists(self.final_path):
@@ -310,7 +346,8 @@ def unfinished_chunks(final_path: str, ome: bool, axes: str) -> dict[str, int] |
         array = _zarr().open_array(os.path.join(path, "0") if ome else path, mode="r")
     except Exception:
         return None
-    return dict(zip(axes, array.chunks)) if len(array.chunks) == len(axes) else None
+    stored = ngff_axes(axes) if ome else axes
+    return dict(zip(stored, array.chunks)) if len(array.chunks) == len(stored) else None
 
 
 def mark_done(partial_path: str, block_id: str) -> None:
@@ -319,9 +356,34 @@ def mark_done(partial_path: str, block_id: str) -> None:
         pass
 
 
-def write_region(array_path: str, region: tuple[slice, ...], data: np.ndarray) -> None:
-    """Write one block into an existing Zarr array (from any process)."""
+def write_region(array_path: str, region: tuple[slice, ...], data: np.ndarray, axes: str | None = None,
+                 stored: str | None = None) -> None:
+    """Write one block into an existing Zarr array (from any process).
+
+    ``axes`` and ``stored``: the block's axis order and the array's (see :func:`to_stored`).
+    """
+    if axes is not None and stored is not None:
+        region, data = to_stored(axes, stored, region, data)
     _zarr().open_array(array_path, mode="r+")[region] = data
+
+
+def _reordered_axistags(attrs: dict[str, Any], stored: str) -> dict[str, Any]:
+    """``attrs`` with its vigra ``axistags`` listing the axes in the ``stored`` order."""
+    import json  # noqa: PLC0415
+
+    text = attrs.get("axistags")
+    if not isinstance(text, str):
+        return attrs
+    try:
+        tags = json.loads(text)
+        by_key = {tag["key"]: tag for tag in tags["axes"]}
+    except (ValueError, KeyError, TypeError):
+        return attrs
+    if set(by_key) - set(stored):
+        return attrs
+    template = {"typeFlags": 2, "resolution": 0, "description": ""}
+    tags["axes"] = [by_key.get(a, {"key": a, **template}) for a in stored]
+    return {**attrs, "axistags": json.dumps(tags, indent=2) if "\n" in text else json.dumps(tags)}
 
 
 def _multiscales(axes: str, resolutions: dict[str, float], levels: int = 1) -> dict[str, Any]:

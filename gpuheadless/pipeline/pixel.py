@@ -171,13 +171,11 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
         from .distributed import connect  # noqa: PLC0415 - dask is an optional extra
 
         client = connect(config)
-        if config.workers is None:  # size blocks so every worker of the cluster gets some
-            config = dataclasses.replace(config, workers=max(len(client.scheduler_info().get("workers", {})), 1))
     try:
         if client is None:
             outcomes = [_execute(config, project, backend, forest, source, p, None) for p in plans]
         else:  # several inputs in flight at once: their blocks share the cluster
-            with ThreadPoolExecutor(max_workers=max(2, len(client.scheduler_info().get("workers", {})))) as pool:
+            with ThreadPoolExecutor(max_workers=max(2, len(client.nthreads()))) as pool:
                 outcomes = list(pool.map(lambda p: _execute(config, project, backend, forest, source, p, client), plans))
     finally:
         if client is not None:
@@ -212,6 +210,11 @@ def _execute(config, project, backend, forest, source, lane_plan: LanePlan, clie
     try:
         return execute_plan(config, project, backend, forest, source, lane_plan, client)
     except UserError as exc:
+        if client is not None:
+            from .distributed import ClusterLost  # noqa: PLC0415
+
+            if isinstance(exc, ClusterLost):  # the whole batch stops: every lane needs the workers
+                raise
         log.error("%s", exc)
         return str(exc)
 
@@ -241,7 +244,15 @@ def execute_plan(
     try:
         region = lane_plan.region
         task = BlockTask(backend, lane, lane_plan.plan, forest, source, project.n_classes, slice(*region["c"]), mask, 1)
-        layout = layout_blocks(config, task, region, block_budget_bytes(config, backend), _resumed_blocks(config, lane_plan))
+        if client is None:
+            layout = layout_blocks(config, task, region, block_budget_bytes(config, backend),
+                                   _resumed_blocks(config, lane_plan))
+        else:  # sized for the workers' memory, not the client's; each worker thread computes one block
+            from .distributed import cluster_budget  # noqa: PLC0415
+
+            budget = cluster_budget(client, config)
+            layout = layout_blocks(dataclasses.replace(config, threads=1, workers=config.workers or budget.threads),
+                                   task, region, budget.per_block, _resumed_blocks(config, lane_plan))
         with writing_output(lane_plan.final_path):
             writer = open_writer(
                 lane_plan.output_format, lane_plan.final_path, lane_plan.internal_path, lane_plan.out_shape,
