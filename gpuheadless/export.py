@@ -11,27 +11,64 @@ import numpy as np
 from .errors import UsageError
 
 EXPORT_SOURCES = ("Probabilities", "Simple Segmentation", "Uncertainty", "Features", "Labels")
+# Autocontext adds the raw data per stage, and all stages' probabilities side by side.
+STAGE_SOURCES = (*EXPORT_SOURCES, "Input")
+ALL_STAGES = "Probabilities All Stages"
 EXPORT_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64", "uint64", "int64")
 
 
-def resolve_source(name: str) -> str:
-    """The canonical export source for ``name`` (case-insensitive, as ilastik compares)."""
-    for source in EXPORT_SOURCES:
+def source_names(n_stages: int = 1) -> list[str]:
+    """ilastik's export sources, in its order: Pixel Classification's five, or for an Autocontext
+    project of ``n_stages`` each stage's six from the last stage to the first, then all stages'
+    probabilities."""
+    if n_stages <= 1:
+        return list(EXPORT_SOURCES)
+    names = [f"{kind} Stage {k}" for k in range(n_stages, 0, -1) for kind in STAGE_SOURCES]
+    return names + [ALL_STAGES]
+
+
+def resolve_source(name: str, n_stages: int = 1) -> str:
+    """The canonical export source for ``name`` (case-insensitive, as ilastik compares).
+
+    For an Autocontext project the default ``Probabilities`` is the last stage's.
+    """
+    if n_stages > 1 and name.strip() == "Probabilities":
+        return f"Probabilities Stage {n_stages}"
+    names = source_names(n_stages)
+    for source in names:
         if source.lower() == name.strip().lower():
             return source
-    valid = [s.lower() for s in EXPORT_SOURCES]
+    valid = [s.lower() for s in names]
     raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {valid}")
 
 
-def source_dtype(source: str) -> np.dtype:
-    return np.dtype(np.uint8) if source in ("Simple Segmentation", "Labels") else np.dtype(np.float32)
+def split_source(source: str) -> tuple[str, int | None]:
+    """(what is computed, 0-based stage) of a source name: ``Features Stage 2`` is
+    ``("Features", 1)``; Pixel Classification's names and ``Probabilities All Stages`` have no
+    stage (the only one; all of them)."""
+    kind, _, stage = source.rpartition(" Stage ")
+    if kind in STAGE_SOURCES and stage.isdigit():
+        return kind, int(stage) - 1
+    return source, None
 
 
-def source_channels(source: str, n_classes: int, n_features: int) -> int:
-    if source == "Probabilities":
+def source_dtype(source: str, raw_dtype: np.dtype | None = None) -> np.dtype:
+    """The computed type of ``source``; ``Input`` keeps the raw data's ``raw_dtype``."""
+    kind = split_source(source)[0]
+    if kind == "Input":
+        return np.dtype(raw_dtype if raw_dtype is not None else np.float32)
+    return np.dtype(np.uint8) if kind in ("Simple Segmentation", "Labels") else np.dtype(np.float32)
+
+
+def source_channels(source: str, n_classes: int, n_features: int, raw_channels: int = 1) -> int:
+    """Channels of ``source``; ``n_classes`` counts all stages' classes for ``Probabilities All Stages``."""
+    kind = split_source(source)[0]
+    if kind in ("Probabilities", ALL_STAGES):
         return n_classes
-    if source == "Features":
+    if kind == "Features":
         return n_features
+    if kind == "Input":
+        return raw_channels
     return 1
 
 
@@ -41,6 +78,7 @@ def derive_from_probabilities(xp: Any, probabilities: Any, source: str) -> Any:
     Simple Segmentation is ``argmax + 1`` (ties to the lowest channel, all-zero pixels give 1);
     Uncertainty is ``1 - (p_max - p_second)``, zero when K <= 1.
     """
+    source = split_source(source)[0]
     if source == "Probabilities":
         return probabilities
     if source == "Simple Segmentation":

@@ -90,7 +90,7 @@ def test_empty_label_colours_as_ilastik_stores_them(stored, data, tmp_path):
     assert project.forest is not None
 
 
-@pytest.mark.parametrize("name, refused", [("NoSuchWorkflow", False), ("Carving", True), ("AutocontextTwoStage", True),
+@pytest.mark.parametrize("name, refused", [("NoSuchWorkflow", False), ("Carving", True), ("CountingWorkflow", True),
                                            ("ManualTrackingWorkflow", True)])
 def test_unknown_workflow_name_is_read_as_pixel_classification(name, refused, data, tmp_path):
     """ilastik's headless shell opens a project whose workflow it does not know as Pixel Classification."""

@@ -63,13 +63,13 @@ def layout_blocks(
     """
     start = tuple(region[a][0] for a in "zyx")
     stop = tuple(region[a][1] for a in "zyx")
-    plan, lane = task.plan, task.lane
-    z_halo = plan.max_halo if plan.any_3d and lane.shape[1] > 1 else 0
-    halo = tuple(min(h, n) for h, n in zip((z_halo, plan.max_halo, plan.max_halo), lane.shape[1:4]))
+    lane = task.lane
+    halo = tuple(min(h, n) for h, n in zip(task.halo(), lane.shape[1:4]))  # all stages' halos
+    n_features = sum(stage.plan.n_features for stage in task.stages)
     workers = max(config.workers or config.threads, 1)
     sharing = max(config.threads, 1) if config.scheduler else workers  # cluster workers each have the budget
     shape = block_shape or choose_block_shape(tuple(b - a for a, b in zip(start, stop)), halo, lane.n_channels,
-                                              plan.n_features, task.n_classes, budget, workers, sharing)
+                                              n_features, task.n_classes, budget, workers, sharing)
     blocks = list(iter_blocks(range(*region["t"]), start, stop, shape))
     log.debug("%d block(s) of %s (z,y,x) with halo %s", len(blocks), shape, halo)
     return BlockLayout(blocks, shape, halo, region)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..errors import UsageError, UserError
-from ..export import ExportTransform, make_transform, output_axes, parse_cutout, source_channels
+from ..export import ALL_STAGES, ExportTransform, make_transform, output_axes, parse_cutout, source_channels, split_source
 from ..features.plan import FeaturePlan, check_image_size, make_plan
 from ..forest.model import Forest
 from ..io import formats
@@ -56,6 +56,7 @@ class LanePlan:
     internal_path: str
     attrs: dict[str, Any]
     slice_offset: int
+    stage_plans: tuple[FeaturePlan, ...] = ()  # every stage's, up to the exported one (``plan``)
 
 
 @dataclass(frozen=True)
@@ -189,22 +190,50 @@ def open_mask(config: RunConfig, path: str) -> Lane:
     return Lane(image, lane_axes(image, None, None, True))
 
 
+def stage_plans(project: Project, lane: Lane) -> list[FeaturePlan]:
+    """The feature plan of each stage: the first on the raw data's channels, each later one on
+    the raw channels plus the previous stage's classes."""
+    plans = []
+    for k, stage in enumerate(project.stages):
+        channels = lane.n_channels + (project.stages[k - 1].n_classes if k else 0)
+        plans.append(make_plan(stage.selection, channels, lane.shape[1]))
+    return plans
+
+
+def exported_stage(project: Project, source: str) -> int:
+    """The 0-based stage ``source`` comes from (the last for Pixel Classification's names and all stages)."""
+    stage = split_source(source)[1]
+    return len(project.stages) - 1 if stage is None else stage
+
+
 def plan_lane(
     config: RunConfig, project: Project, forest: Forest | None, source: str, output_format: str, path: str, mask_path: str | None
 ) -> LanePlan:
-    """Decide the export of one input; raises UsageError for options that cannot work on it."""
+    """Decide the export of one input; raises UsageError for options that cannot work on it.
+
+    ``forest`` is the (first) stage's classifier; later Autocontext stages bring their own.
+    """
     lane = open_lane(config, project, path)
     try:
         check_against_training(lane, project, expected_channels(project, forest, lane.shape[1]))
-        plan = make_plan(project.selection, lane.n_channels, lane.shape[1])
-        if project.selection.is_empty and source in ("Probabilities", "Simple Segmentation", "Uncertainty", "Features"):
-            raise UserError(f"project file '{project.path}': no features are selected")
-        check_image_size(plan, lane.shape[1:4], path)
-        if forest is not None and source != "Labels" and forest.n_features != plan.n_features:
-            raise UserError(
-                f"input '{path}': the project's classifier expects {forest.n_features} features, this input gives "
-                f"{plan.n_features}"
-            )
+        kind = split_source(source)[0]
+        last = exported_stage(project, source)
+        plans = stage_plans(project, lane)[:last + 1]
+        # the stages whose probabilities are computed, and those whose features are
+        classified = [] if kind in ("Labels", "Input") else list(range(last if kind == "Features" else last + 1))
+        featured = classified + ([last] if kind == "Features" else [])
+        for k in featured:
+            stage = project.stages[k]
+            where = f" (stage {k + 1})" if len(project.stages) > 1 else ""
+            if stage.selection.is_empty:
+                raise UserError(f"project file '{project.path}': no features are selected{where}")
+            check_image_size(plans[k], lane.shape[1:4], path)
+            stage_forest = forest if k == 0 else stage.forest
+            if k in classified and stage_forest is not None and stage_forest.n_features != plans[k].n_features:
+                raise UserError(
+                    f"input '{path}': the project's classifier{where} expects {stage_forest.n_features} features, "
+                    f"this input gives {plans[k].n_features}"
+                )
         if mask_path:
             mask = open_mask(config, mask_path)
             try:
@@ -212,15 +241,19 @@ def plan_lane(
                     raise UserError(f"prediction mask '{mask_path}' has shape {mask.shape[:4]} (tzyx), the image {lane.shape[:4]}")
             finally:
                 mask.source.close()
-        return _plan_export(config, project, source, output_format, lane, plan, path, mask_path)
+        return _plan_export(config, project, source, output_format, lane, plans, path, mask_path)
     finally:
         lane.source.close()
 
 
-def _plan_export(config, project, source, output_format, lane: Lane, plan: FeaturePlan, path, mask_path) -> LanePlan:
+def _plan_export(config, project, source, output_format, lane: Lane, plans: list[FeaturePlan], path, mask_path) -> LanePlan:
     stored = project.export
     opts = config.export
-    n_channels = source_channels(source, project.n_classes, plan.n_features)
+    plan = plans[-1]
+    kind = split_source(source)[0]
+    stages = project.stages[:len(plans)]
+    classes = sum(s.n_classes for s in stages) if kind == ALL_STAGES else stages[-1].n_classes
+    n_channels = source_channels(source, classes, plan.n_features, lane.n_channels)
     internal = lane.internal_axes
     extent = dict(zip("tzyxc", lane.shape[:4] + (n_channels,)))
     start, stop = cutout_bounds(opts.cutout_subregion or stored.get("cutout_subregion"), internal, extent)
@@ -229,6 +262,7 @@ def _plan_export(config, project, source, output_format, lane: Lane, plan: Featu
         opts.export_dtype or stored.get("export_dtype"),
         opts.pipeline_result_drange or stored.get("pipeline_result_drange"),
         opts.export_drange or stored.get("export_drange"),
+        lane.source.dtype if kind == "Input" else None,
     )
     region = {a: (start[a], stop[a]) for a in "tzyxc"}
     sizes = {a: region[a][1] - region[a][0] for a in "tzyxc"}
@@ -241,8 +275,9 @@ def _plan_export(config, project, source, output_format, lane: Lane, plan: Featu
     return LanePlan(
         path=path, mask_path=mask_path, lane_axes=lane.axes, plan=plan, region=region, out_axes=out_axes, out_shape=out_shape,
         transform=transform, output_format=output_format, final_path=final_path, internal_path=internal_path,
-        attrs=_dataset_attrs(lane, out_axes, transform, source, {a: region[a][0] for a in "tzyxc"}),
-        slice_offset=slice_offset,
+        attrs=_dataset_attrs(lane, out_axes, transform, kind, {a: region[a][0] for a in "tzyxc"},
+                             _stacked_drange(lane) if kind == "Features" and len(plans) > 1 else None),
+        slice_offset=slice_offset, stage_plans=tuple(plans),
     )
 
 
@@ -300,22 +335,31 @@ def _output_location(config, project, lane: Lane, source, output_format, interna
 _LABEL_SOURCES = ("Simple Segmentation", "Labels")  # ilastik marks these as label images (nearest-neighbour pyramids)
 
 
+def _stacked_drange(lane: Lane) -> tuple[float, float]:
+    """The value range ilastik gives a later Autocontext stage's input, so its features: the
+    previous stage's probability range [0, 1] converted to the raw data's type (its stacker
+    keeps the metadata of the last image stacked)."""
+    from .stages import to_input_type  # noqa: PLC0415 - stages imports the feature code this module need not
+
+    return tuple(to_input_type(np, np.array([0.0, 1.0], dtype=np.float32), lane.source.dtype).tolist())
+
+
 def _dataset_attrs(lane: Lane, out_axes: str, transform: ExportTransform, source: str,
-                   offset: dict[str, int]) -> dict[str, Any]:
+                   offset: dict[str, int], drange: tuple | None = None) -> dict[str, Any]:
     resolutions = export_resolutions(lane, out_axes)
     # ilastik's label array says display "default" and range 0..255 whatever the raw data's type
-    display_mode = "default" if source == "Labels" else "grayscale"
+    display_mode = "default" if source in ("Labels", "Input") else "grayscale"
     own_axes = lane.axes == lane.source.axes
     hints = {"labels": source in _LABEL_SOURCES, "offset": offset,
              "translation": lane.source.translation if own_axes else {}, "scale_key": lane.source.scale_key,
              "scales": lane.source.scales if own_axes else {}}
     attrs: dict[str, Any] = {"axistags": axistags_json(out_axes, resolutions), "display_mode": display_mode,
                              EXPORT_HINTS: hints}
-    drange = transform.drange
+    drange = transform.drange or drange
     if drange is None:
         if source == "Labels":
             drange = (0, 255)
-        elif source in ("Probabilities", "Uncertainty"):
+        elif source in ("Probabilities", "Uncertainty", ALL_STAGES):
             drange = (0.0, 1.0)
         elif source == "Simple Segmentation":
             drange = (0, 1)

@@ -18,11 +18,9 @@ import numpy as np
 from ..backend import Backend, select_backend
 from ..config import RunConfig
 from ..errors import UsageError, UserError, writing_output
-from ..export import derive_from_probabilities, resolve_source
-from ..features.compute import compute_features
+from ..export import ALL_STAGES, derive_from_probabilities, resolve_source, split_source
 from ..features.plan import FeaturePlan
 from ..forest.model import Forest
-from ..forest.predict import predict_proba
 from ..io.formats import CONTAINER_FORMATS, ZARR_FORMATS, is_sequence
 from ..io.stacks import expand_members, has_glob, open_input
 from ..io.writers import open_writer
@@ -33,6 +31,7 @@ from .input_guard import check_unchanged, snapshot
 from .export_plan import (LanePlan, check_filename_options, check_output_collisions, effective_format, open_mask,
                           output_target, plan_lane)
 from .lane import Lane, warn_if_nonfinite
+from .stages import Stage, StageRunner, chain_halo
 from .timing import StageClock
 from .training import resolve_classifier
 
@@ -42,7 +41,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BlockTask:
-    """Everything ``compute_block`` needs besides the block itself."""
+    """Everything ``compute_block`` needs besides the block itself.
+
+    ``plan``, ``forest`` and ``n_classes`` are those of the exported stage; ``upstream`` holds
+    the Autocontext stages before it (none for Pixel Classification); ``n_classes`` counts every
+    stage's classes for ``Probabilities All Stages``.
+    """
 
     backend: Backend
     lane: Lane
@@ -54,6 +58,16 @@ class BlockTask:
     mask: Lane | None
     threads: int
     clock: StageClock = field(default_factory=StageClock)
+    upstream: tuple[Stage, ...] = ()
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        classes = self.n_classes - sum(s.n_classes for s in self.upstream) if self.source == ALL_STAGES else self.n_classes
+        return (*self.upstream, Stage(self.plan, self.forest, classes))
+
+    def halo(self) -> tuple[int, int, int]:
+        """The (z, y, x) margin of raw data a block reads around itself."""
+        return chain_halo(self.stages, self.lane)
 
 
 @dataclass
@@ -75,45 +89,28 @@ def compute_block(task: BlockTask, block: Block) -> np.ndarray:
 
 
 def _compute_block(task: BlockTask, block: Block) -> np.ndarray:
-    bk, lane, plan = task.backend, task.lane, task.plan
+    bk, lane = task.backend, task.lane
     shape = block.shape
-    if task.source == "Labels":
+    kind = split_source(task.source)[0]
+    if kind == "Labels":
         return np.zeros(shape + (1,), dtype=np.uint8)[..., task.channels]
+    if kind == "Input":
+        with task.clock.measure("read"):
+            return lane.read(block.t, block.slices, None)[..., task.channels]
     mask = None
-    if task.mask is not None and task.source != "Features":
+    if task.mask is not None and kind != "Features":
         mask = np.any(task.mask.read(block.t, block.slices) != 0, axis=-1)
         if not mask.any():
             probabilities = np.zeros(shape + (task.n_classes,), dtype=np.float32)
-            return bk.to_host(derive_from_probabilities(np, probabilities, task.source))[..., task.channels]
-    z_halo = plan.max_halo if plan.any_3d and lane.shape[1] > 1 else 0
-    halo = (z_halo, plan.max_halo, plan.max_halo)
-    region = tuple(
-        slice(max(0, a - h), min(n, b + h)) for a, b, h, n in zip(block.start, block.stop, halo, lane.shape[1:4])
-    )
-    with task.clock.measure("read"):
-        image = bk.asarray(lane.read(block.t, region))
-    interior = tuple(slice(a - r.start, b - r.start) for a, b, r in zip(block.start, block.stop, region))
-    with task.clock.measure("features"):
-        features = compute_features(bk, image, plan, interior, region[2].start, lane.shape[3])
-    if task.source == "Features":
-        return bk.to_host(bk.xp.moveaxis(features, 0, -1)[..., task.channels])
-    with task.clock.measure("forest"):
-        return _classify(task, features, shape, mask)
-
-
-def _classify(task: BlockTask, features: Any, shape: tuple[int, int, int], mask: np.ndarray | None) -> np.ndarray:
-    """Forest probabilities of a block's features, masked, as the export source."""
-    bk, plan = task.backend, task.plan
-    rows = features.reshape(plan.n_features, -1).T
-    scores = predict_proba(task.forest, rows, bk, task.threads)
-    probabilities = bk.xp.zeros((rows.shape[0], task.n_classes), dtype=bk.xp.float32)
-    for column, label in enumerate(task.forest.labels):
-        if 1 <= label <= task.n_classes:
-            probabilities[:, int(label) - 1] = scores[:, column]
-    probabilities = probabilities.reshape(shape + (task.n_classes,))
-    if mask is not None:
-        probabilities = probabilities * bk.asarray(mask[..., None].astype(np.float32))
-    derived = derive_from_probabilities(bk.xp, probabilities, task.source)
+            return bk.to_host(derive_from_probabilities(np, probabilities, kind))[..., task.channels]
+    runner = StageRunner(bk, lane, task.stages, task.threads, task.clock.measure)
+    last = len(task.stages) - 1
+    if kind == "Features":
+        return bk.to_host(bk.xp.moveaxis(runner.features(last, block.t, block.slices), 0, -1)[..., task.channels])
+    if kind == ALL_STAGES:
+        every = [runner.probabilities(k, block.t, block.slices, mask) for k in range(last + 1)]
+        return bk.to_host(bk.xp.concatenate(every, axis=-1)[..., task.channels])
+    derived = derive_from_probabilities(bk.xp, runner.probabilities(last, block.t, block.slices, mask), kind)
     return bk.to_host(derived[..., task.channels])
 
 
@@ -135,7 +132,7 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
         For problems that stop the whole run (project, options, classifier).
     """
     project = read_project(config.project)
-    source = resolve_source(config.export.source)
+    source = resolve_source(config.export.source, len(project.stages))
     output_format = effective_format(config, project)
     check_filename_options(config, project, output_format)
     if len(config.prediction_masks) > len(config.inputs):
@@ -162,10 +159,8 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     backend = select_backend(config.device)
     # Features and Labels never use the classifier; train one for them only when asked to.
     forest = None
-    if source not in ("Features", "Labels") or config.retrain:
-        forest = resolve_classifier(
-            backend, project, config.retrain, config.tree_count, config.label_proportion, max(config.threads, 1), config.seed
-        )
+    if split_source(source)[0] not in ("Features", "Labels", "Input") or config.retrain or len(project.stages) > 1:
+        forest = _stage_classifiers(config, project, backend, source)
     client = None
     if config.scheduler:
         from .distributed import connect  # noqa: PLC0415 - dask is an optional extra
@@ -191,6 +186,24 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
         if on_lane_done:
             on_lane_done(outcome)
     return results, failures
+
+
+def _stage_classifiers(config: RunConfig, project: Project, backend: Backend, source: str) -> Forest | None:
+    """The first stage's classifier, trained if needed; an Autocontext project's later stages
+    must bring theirs (retraining them needs each stage's predictions on the training images)."""
+    if len(project.stages) > 1:
+        kind, stage = split_source(source)
+        used = project.stages if stage is None else project.stages[:stage + (kind != "Features")]
+        if kind in ("Labels", "Input"):
+            used = []
+        missing = [k + 1 for k, s in enumerate(used) if s.forest is None]
+        if config.retrain or missing:
+            reason = "--retrain" if config.retrain else f"stage {missing[0]} has no trained classifier"
+            raise UserError(f"project file '{project.path}': {reason}; gpuheadless does not train Autocontext projects "
+                            "yet (train them in ilastik and save the project)")
+        return project.forest
+    return resolve_classifier(backend, project, config.retrain, config.tree_count, config.label_proportion,
+                              max(config.threads, 1), config.seed)
 
 
 def _resumed_blocks(config: RunConfig, lane_plan: LanePlan) -> tuple[int, int, int] | None:
@@ -227,10 +240,11 @@ def execute_plan(
 
     With a Dask ``client`` the blocks run as tasks on the cluster's workers.
     """
-    if forest is not None and source != "Labels" and forest.n_features != lane_plan.plan.n_features:
+    first_plan = (lane_plan.stage_plans or (lane_plan.plan,))[0]
+    if forest is not None and split_source(source)[0] not in ("Labels", "Input") and forest.n_features != first_plan.n_features:
         raise UserError(
             f"input '{lane_plan.path}': the classifier expects {forest.n_features} features, this input gives "
-            f"{lane_plan.plan.n_features}"
+            f"{first_plan.n_features}"
         )
     if config.resume and os.path.exists(lane_plan.final_path) and not is_sequence(lane_plan.output_format):
         log.info("Skipping %s: %s exists (--resume)", lane_plan.path, lane_plan.final_path)
@@ -243,7 +257,7 @@ def execute_plan(
     mask = open_mask(config, lane_plan.mask_path) if lane_plan.mask_path else None
     try:
         region = lane_plan.region
-        task = BlockTask(backend, lane, lane_plan.plan, forest, source, project.n_classes, slice(*region["c"]), mask, 1)
+        task = _block_task(backend, lane, lane_plan, project, forest, source, mask)
         if client is None:
             layout = layout_blocks(config, task, region, block_budget_bytes(config, backend),
                                    _resumed_blocks(config, lane_plan))
@@ -280,6 +294,18 @@ def execute_plan(
     log.info("Exported %s of %s to %s", source, lane.source.display, shown)
     log.debug("Timing (summed over worker threads): %s", task.clock.summary())
     return LaneResult(lane.source.display, lane_plan.final_path, len(todo), dict(task.clock.seconds))
+
+
+def _block_task(backend: Backend, lane: Lane, lane_plan: LanePlan, project: Project, forest: Forest | None, source: str,
+                mask: Lane | None) -> BlockTask:
+    """The block function's inputs for one lane: the exported stage, and the stages before it."""
+    plans = lane_plan.stage_plans or (lane_plan.plan,)
+    stages = project.stages[:len(plans)]
+    forests = [forest, *(s.forest for s in stages[1:])]
+    upstream = tuple(Stage(p, f, s.n_classes) for p, f, s in zip(plans[:-1], forests[:-1], stages[:-1]))
+    classes = sum(s.n_classes for s in stages) if source == ALL_STAGES else stages[-1].n_classes
+    return BlockTask(backend, lane, plans[-1], forests[-1], source, classes, slice(*lane_plan.region["c"]), mask, 1,
+                     upstream=upstream)
 
 
 def _write_blocks(config: RunConfig, lane_plan: LanePlan, task: BlockTask, layout: Any, writer: Any,

@@ -37,6 +37,7 @@ _OTHER_WORKFLOW_WORDS = ("autocontext", "carving", "tracking", "counting", "mult
                          "watershed", "wsdt", "object classification", "connected components", "data conversion",
                          "deviation from mean", "fill missing slices", "label image viewer", "labeling", "layer viewer",
                          "prediction viewer", "threshold masking", "feature selection")
+AUTOCONTEXT_STAGES = {2: "Two", 3: "Three", 4: "Four"}
 _VIGRA_CLASSIFIERS = {"ParallelVigraRfLazyflowClassifier", "VigraRfLazyflowClassifier"}
 
 
@@ -75,7 +76,8 @@ class LabelBlock:
 
 @dataclass
 class Project:
-    """What gpuheadless knows about a Pixel Classification project."""
+    """What gpuheadless knows about a Pixel Classification project (or an Autocontext project's
+    first stage)."""
 
     path: Path
     ilastik_version: str
@@ -89,6 +91,14 @@ class Project:
     forest_note: str
     factory: dict[str, Any]
     export: dict[str, Any]
+    later_stages: list[Project] = field(default_factory=list)
+
+    @property
+    def stages(self) -> list[Project]:
+        """The classification stages: this one, then an Autocontext project's later stages, each
+        with its own feature selection, labels and classifier (stage n + 1 classifies the raw
+        data stacked with stage n's probabilities)."""
+        return [self, *self.later_stages]
 
     @property
     def n_classes(self) -> int:
@@ -158,16 +168,41 @@ def _read(f: h5py.File, path: Path) -> Project:
     else:
         log.warning("%s has no workflowName; assuming Pixel Classification", path)
         workflow = PIXEL_CLASSIFICATION
-    if workflow not in (PIXEL_CLASSIFICATION, "PixelClassificationWorkflow") + PIXEL_STAGE_OF_OBJECT_WORKFLOW:
+    n_stages = autocontext_stages(workflow)
+    if n_stages is None and workflow not in (PIXEL_CLASSIFICATION, "PixelClassificationWorkflow") + PIXEL_STAGE_OF_OBJECT_WORKFLOW:
         if _names_another_workflow(workflow):
-            raise UserError(f"project file '{path}' is a '{workflow}' project; gpuheadless runs Pixel and Object Classification projects")
+            raise UserError(f"project file '{path}' is a '{workflow}' project; gpuheadless runs Pixel Classification, "
+                            "Autocontext and Object Classification projects")
         log.warning("%s: workflow '%s' is not one ilastik knows; running it as Pixel Classification, as ilastik does",
                     path, workflow)
-    if "FeatureSelections" not in f or "PixelClassification" not in f:
-        raise UserError(f"project file '{path}' has no FeatureSelections or PixelClassification group")
     lanes = _read_lanes(f, path.parent)
-    selection = _read_selection(f["FeatureSelections"], path)
-    pc = f["PixelClassification"]
+    export = _read_export(f)
+    stages = [_read_stage(f, path, version, workflow, lanes, export, index) for index in range(n_stages or 1)]
+    stages[0].later_stages = stages[1:]
+    return stages[0]
+
+
+def autocontext_stages(workflow: str) -> int | None:
+    """The stage count of an Autocontext workflow name (ilastik's class or display name), else None."""
+    for count, word in AUTOCONTEXT_STAGES.items():
+        if workflow in (f"Autocontext{word}Stage", f"Autocontext ({count}-stage)"):
+            return count
+    return None
+
+
+def stage_groups(index: int) -> tuple[str, str]:
+    """The feature selection and classifier groups of stage ``index`` (0 = the first)."""
+    suffix = f"{index:02d}" if index else ""
+    return f"FeatureSelections{suffix}", f"PixelClassification{suffix}"
+
+
+def _read_stage(f: h5py.File, path: Path, version: str, workflow: str, lanes: list[TrainingLane],
+                export: dict[str, Any], index: int) -> Project:
+    features_group, classifier_group = stage_groups(index)
+    if features_group not in f or classifier_group not in f:
+        raise UserError(f"project file '{path}' has no {features_group} or {classifier_group} group")
+    selection = _read_selection(f[features_group], path)
+    pc = f[classifier_group]
     label_names = _texts(pc["LabelNames"]) if "LabelNames" in pc else []
     colors = _read_colors(pc["LabelColors"]) if "LabelColors" in pc else []
     labels = _read_labels(pc, lanes, version)
@@ -188,7 +223,7 @@ def _read(f: h5py.File, path: Path) -> Project:
         forest=forest,
         forest_note=note,
         factory=factory,
-        export=_read_export(f),
+        export=export,
     )
 
 
