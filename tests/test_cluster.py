@@ -237,3 +237,29 @@ def test_a_block_that_kills_its_workers_is_one_line(cluster, client, data, volum
         client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", allowed))
     assert "Dask gave up on block" in outcome["error"] and "out of memory?" in outcome["error"]
     assert outcome["error"].endswith("finished blocks are kept; rerun with --resume")
+
+
+def test_a_lost_scheduler_is_one_line(data, volume, tmp_path, monkeypatch):
+    """cluster.py stopped mid-run (the scheduler and its workers gone): one line, the finished blocks kept."""
+    path, _ = volume
+    _small_blocks(monkeypatch)
+    output = str(tmp_path / "s.zarr")
+    gone = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
+    config = _config(data, path, output, scheduler=gone.scheduler_address, worker_timeout_s=2)
+    outcome = {}
+
+    def run():
+        try:
+            pixel.run_batch(config)
+        except ClusterLost as exc:
+            outcome["error"] = str(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    _when_blocks_done(output, 1)
+    started = time.monotonic()
+    gone.close()
+    runner.join(120)
+    assert outcome["error"].startswith(f"lost the Dask scheduler {gone.scheduler_address}")
+    assert outcome["error"].endswith("finished blocks are kept; rerun with --resume")
+    assert time.monotonic() - started < 60 and len(os.listdir(os.path.join(partial_path(output), ".gpuheadless-done")))

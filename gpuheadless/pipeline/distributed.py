@@ -112,9 +112,20 @@ def disconnect(client: Any, config: RunConfig) -> None:
         cluster.close()
 
 
-def _nthreads(client: Any) -> dict[str, int]:
+def _nthreads(client: Any, timeout: float = 30) -> dict[str, int]:
     """Threads per worker address, asked from the scheduler now (raises OSError/TimeoutError when it is gone)."""
-    return client.sync(client.scheduler.ncores, callback_timeout=30)
+    return client.sync(client.scheduler.ncores, callback_timeout=timeout)
+
+
+def _cancelled(client: Any, config: RunConfig) -> ClusterLost:
+    """Why the scheduler cancelled this run's tasks: it is gone, or it dropped them."""
+    try:
+        _nthreads(client, timeout=5)
+    except Exception as exc:  # noqa: BLE001 - comm errors of every kind
+        why = f"lost the Dask scheduler {config.scheduler} ({type(exc).__name__})"
+    else:
+        why = f"the Dask scheduler {config.scheduler} cancelled this run's tasks"
+    return ClusterLost(f"{why}; {_RESUME_HINT}")
 
 
 def _stopped(client: Any) -> ClusterLost | None:
@@ -196,10 +207,21 @@ def _probe_worker(device: str, dask_worker: Any = None) -> dict[str, Any]:
             error = str(exc)
     state = getattr(dask_worker, "state", None)
     nthreads = getattr(state, "nthreads", None) or getattr(dask_worker, "nthreads", 1)
+    _trim_heap()  # what the last blocks freed is reused by the next ones: count only what is held
     return {"host": socket.gethostname(), "nthreads": int(nthreads), "memory_limit": int(limit) if limit else None,
             "guard": float(min(fractions)) if fractions else 1.0, "env_ram_mb": env_ram,
             "default_ram_mb": ram_budget_from_env({}), "resident": int(resident_memory_mb() * _MIB),
             "gpu_free": gpu_free, "error": error}
+
+
+def _trim_heap() -> None:
+    """Give the memory freed to glibc's heaps back to the system (Linux; elsewhere nothing)."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def task_budget(worker: WorkerMemory, workers_on_host: int = 1, gpu_memory_mb: float | None = None) -> float:
@@ -319,6 +341,8 @@ def completed(futures: Sequence[Any], client: Any = None, config: RunConfig | No
     ``--worker_timeout`` s without workers. A future that finished but whose result was lost
     with its worker before it was fetched is waited for again (Dask computes it again).
     """
+    from concurrent.futures import CancelledError  # noqa: PLC0415
+
     from dask.distributed import wait  # noqa: PLC0415
 
     pending = set(futures)
@@ -329,6 +353,13 @@ def completed(futures: Sequence[Any], client: Any = None, config: RunConfig | No
             pending = set(pending)
         except TimeoutError:
             done = set()
+        except CancelledError as exc:  # the scheduler cancelled some (or the connection to it is lost)
+            cancelled = [f for f in pending if f.cancelled()]
+            if not cancelled:
+                raise
+            yield cancelled[0], exc
+            pending -= set(cancelled[:1])
+            continue
         fetched = False
         for future in done:
             try:
@@ -478,8 +509,7 @@ def run_on_cluster(
                     f"(t-z-y-x) after the workers computing it died (out of memory? see the workers' logs; "
                     f"a smaller LAZYFLOW_TOTAL_RAM_MB on the workers makes smaller blocks); {_RESUME_HINT}"))
             if isinstance(result, CancelledError):
-                raise _stopped(client) or _stop(client, ClusterLost(
-                    f"the Dask scheduler {config.scheduler} dropped this run's tasks; {_RESUME_HINT}"))
+                raise _stopped(client) or _stop(client, _cancelled(client, config))
             if isinstance(result, BaseException):
                 raise result  # the block's own error (an input changed, a full disk ...)
             unfinished.discard(future)
