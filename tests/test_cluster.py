@@ -263,3 +263,19 @@ def test_a_lost_scheduler_is_one_line(data, volume, tmp_path, monkeypatch):
     assert outcome["error"].startswith(f"lost the Dask scheduler {gone.scheduler_address}")
     assert outcome["error"].endswith("finished blocks are kept; rerun with --resume")
     assert time.monotonic() - started < 60 and len(os.listdir(os.path.join(partial_path(output), ".gpuheadless-done")))
+
+
+def test_local_workers_get_the_budget_of_one_process(monkeypatch):
+    """--scheduler local:N: LAZYFLOW_TOTAL_RAM_MB per worker as per process; unset, the default is shared."""
+    from gpuheadless.pipeline.distributed import connect, disconnect
+
+    monkeypatch.delenv("LAZYFLOW_TOTAL_RAM_MB", raising=False)
+    config = RunConfig(project="p.ilp", inputs=[], scheduler="local:2", threads=1, ram_budget_mb=2000, device="cpu")
+    client = connect(config)
+    try:
+        limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+        assert sorted(limits.values()) == [int(1000 / 0.95) * MIB] * 2  # Dask ends a worker at 95 %: at 1000 MiB
+        budget = dist.cluster_budget(client, config)
+        assert budget.per_block <= 1000 * 0.85 * MIB and budget.threads == 2
+    finally:
+        disconnect(client, config)

@@ -43,6 +43,7 @@ _MIB = 2**20
 _POLL_S = 0.5  # how often the client looks at the cluster while it waits for blocks
 _FETCH_S = 30.0  # fetching one finished block's result (a lost one is waited for again)
 _RESUME_HINT = "finished blocks are kept; rerun with --resume"
+_TERMINATE = 0.95  # Dask's default: a worker past 95 % of its memory limit is ended
 
 
 class ClusterLost(UserError):
@@ -78,8 +79,13 @@ def connect(config: RunConfig) -> Any:
                          # in afresh, and features took twice as long. Workers we start keep glibc's
                          # defaults; on other clusters _tune_worker_malloc restores large thresholds.
                          "distributed.nanny.pre-spawn-environ": {}})
+        # Each worker gets LAZYFLOW_TOTAL_RAM_MB as a process does (the default, half of the available
+        # memory, is shared by the workers), as a Dask limit whose 95 % (where Dask ends a worker) is it.
+        per_worker = config.ram_budget_mb
+        if os.environ.get("LAZYFLOW_TOTAL_RAM_MB", "").strip() in ("", "0"):
+            per_worker = max(per_worker / workers, 500.0)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=max(config.threads, 1), processes=True,
-                               memory_limit=f"{int(config.ram_budget_mb)}MiB", dashboard_address=":0")
+                               memory_limit=f"{int(per_worker / _TERMINATE)}MiB", dashboard_address=":0")
         client = Client(cluster)
     elif scheduler == "local-cuda":
         try:
