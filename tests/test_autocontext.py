@@ -1,0 +1,91 @@
+"""Autocontext projects (issue 19): every command of tests/data/autocontext/MANIFEST.md, made by
+a real ilastik 1.4.2 on projects it built and trained, run by gpuheadless: bit-identical files.
+
+The data lives in the repository (a few MB), so these run without the shared ilastik data; the
+live suite (tests/live/test_autocontext_live.py) adds ilastik's own Autocontext test projects and
+every export source.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from cli_helpers import run_cli
+from gpuheadless.export import resolve_source, source_names, split_source
+from gpuheadless.errors import UsageError
+from gpuheadless.pipeline.stages import to_input_type
+
+DATA = Path(__file__).parent / "data" / "autocontext"
+
+
+def _commands() -> list[tuple[str, list[str]]]:
+    """(reference file, ilastik's arguments) of each MANIFEST row."""
+    rows = []
+    for line in (DATA / "MANIFEST.md").read_text().splitlines():
+        found = re.match(r"\| `(reference/[^`]+)` \|.*\| `ilastik --headless ([^`]+)` \|$", line)
+        if found:
+            rows.append((found[1], shlex.split(found[2])))
+    return rows
+
+
+COMMANDS = _commands()
+
+
+def test_the_manifest_covers_two_and_three_stages_2d_3d_and_float_data():
+    projects = {a.split("=", 1)[1] for _, args in COMMANDS for a in args if a.startswith("--project=")}
+    assert projects == {"two-stage-2d.ilp", "three-stage-3d.ilp", "two-stage-2d-2c-float.ilp"}
+    assert len(COMMANDS) >= 12
+
+
+@pytest.mark.parametrize("reference, args", COMMANDS, ids=[r.split("/")[-1][:-3] for r, _ in COMMANDS])
+def test_bit_identical_to_ilastik(reference: str, args: list[str], tmp_path: Path, capsys):
+    work = tmp_path / "work"
+    shutil.copytree(DATA, work, ignore=shutil.ignore_patterns("reference"))
+    code, err = run_cli(["--headless", *args], work, capsys)
+    assert code == 0, err
+    with h5py.File(DATA / reference, "r") as theirs, h5py.File(work / reference, "r") as ours:
+        a, b = theirs["exported_data"], ours["exported_data"]
+        assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, b.shape, a.dtype, b.dtype)
+        np.testing.assert_array_equal(b[()], a[()])
+        for key in ("axistags", "drange", "display_mode"):
+            assert (key in a.attrs) == (key in b.attrs), key
+            if key in a.attrs:
+                assert np.array_equal(np.asarray(a.attrs[key]), np.asarray(b.attrs[key])), key
+
+
+def test_source_names_are_ilastiks():
+    assert source_names(2) == [
+        "Probabilities Stage 2", "Simple Segmentation Stage 2", "Uncertainty Stage 2", "Features Stage 2",
+        "Labels Stage 2", "Input Stage 2", "Probabilities Stage 1", "Simple Segmentation Stage 1",
+        "Uncertainty Stage 1", "Features Stage 1", "Labels Stage 1", "Input Stage 1", "Probabilities All Stages"]
+    assert resolve_source("probabilities stage 1", 3) == "Probabilities Stage 1"
+    assert resolve_source("Probabilities", 3) == "Probabilities Stage 3"  # the default: the last stage
+    assert split_source("Features Stage 2") == ("Features", 1)
+    assert split_source("Probabilities All Stages") == ("Probabilities All Stages", None)
+    with pytest.raises(UsageError, match="Stage 3"):
+        resolve_source("Features Stage 3", 2)
+    with pytest.raises(UsageError):
+        resolve_source("Input", 1)  # Pixel Classification has no Input source
+
+
+def test_probabilities_reach_the_next_stage_in_the_raw_datas_type():
+    p = np.array([0.0, 0.5, 0.999, 1.0], dtype=np.float32)
+    np.testing.assert_array_equal(to_input_type(np, p, np.uint8), [0, 127, 254, 255])  # truncated, as ilastik
+    np.testing.assert_array_equal(to_input_type(np, p, np.uint16), [0, 32767, 65469, 65535])
+    np.testing.assert_array_equal(to_input_type(np, p, np.float32), p)
+
+
+def test_refused_with_one_line(tmp_path: Path, capsys):
+    work = tmp_path / "work"
+    shutil.copytree(DATA, work, ignore=shutil.ignore_patterns("reference"))
+    code, err = run_cli(["--headless", "--project=two-stage-2d.ilp", "--retrain", "two-stage-2d.h5/data"], work, capsys)
+    assert code != 0 and "Traceback" not in err and "does not train Autocontext projects" in err
+    code, err = run_cli(["--headless", "--project=two-stage-2d.ilp", "--export_source=Features Stage 3",
+                         "two-stage-2d.h5/data"], work, capsys)
+    assert code == 2 and "Valid options" in err
