@@ -89,3 +89,34 @@ def test_refused_with_one_line(tmp_path: Path, capsys):
     code, err = run_cli(["--headless", "--project=two-stage-2d.ilp", "--export_source=Features Stage 3",
                          "two-stage-2d.h5/data"], work, capsys)
     assert code == 2 and "Valid options" in err
+
+
+@pytest.mark.parametrize("reference, args", [c for c in COMMANDS if "Probabilities_All_Stages" in c[0]],
+                         ids=lambda v: v.split("/")[-1][:-3] if isinstance(v, str) else "")
+def test_small_blocks_give_the_same_bytes(reference: str, args: list[str], tmp_path: Path, capsys, monkeypatch):
+    """Each block computes every stage on the region the next stage needs: blocks much smaller
+    than the stages' halos (up to 3 x 9 pixels here) still give ilastik's values."""
+    from gpuheadless.pipeline import block_runner
+
+    monkeypatch.setattr(block_runner, "choose_block_shape", lambda extent, *rest: tuple(min(n, s) for n, s in zip(extent, (5, 17, 23))))
+    work = tmp_path / "work"
+    shutil.copytree(DATA, work, ignore=shutil.ignore_patterns("reference"))
+    code, err = run_cli(["--headless", *args], work, capsys)
+    assert code == 0, err
+    with h5py.File(DATA / reference, "r") as theirs, h5py.File(work / reference, "r") as ours:
+        np.testing.assert_array_equal(ours["exported_data"][()], theirs["exported_data"][()])
+
+
+def test_on_a_dask_cluster(tmp_path: Path, capsys, monkeypatch):
+    """The same block function as tasks: the earlier stages' classifiers travel with the exported one."""
+    pytest.importorskip("distributed")
+    from gpuheadless.pipeline import block_runner
+
+    monkeypatch.setattr(block_runner, "choose_block_shape", lambda extent, *rest: tuple(min(n, s) for n, s in zip(extent, (5, 17, 23))))
+    reference, args = next(c for c in COMMANDS if c[0].endswith("three-stage-3d__Probabilities_All_Stages.h5"))
+    work = tmp_path / "work"
+    shutil.copytree(DATA, work, ignore=shutil.ignore_patterns("reference"))
+    code, err = run_cli(["--headless", "--scheduler=local:2", *args], work, capsys)
+    assert code == 0, err
+    with h5py.File(DATA / reference, "r") as theirs, h5py.File(work / reference, "r") as ours:
+        np.testing.assert_array_equal(ours["exported_data"][()], theirs["exported_data"][()])

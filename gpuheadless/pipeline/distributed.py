@@ -444,7 +444,16 @@ def _shared(client: Any, value: Any) -> Any:
         return entry[1]
 
 
-def _worker_task(job: BlockJob, forest: Any, block: Block) -> tuple[tuple[slice, ...], np.ndarray] | None:
+def _models(client: Any, forest: Any, upstream: tuple) -> tuple[Any, tuple]:
+    """``(forest, upstream stages)``; the same tuple for every lane of a Pixel Classification run,
+    so its forest is sent to the cluster once."""
+    if upstream:
+        return forest, upstream
+    with _SHARED_LOCK:
+        return client.__dict__.setdefault("_gpuheadless_models", {}).setdefault(id(forest), (forest, ()))
+
+
+def _worker_task(job: BlockJob, models: Any, block: Block) -> tuple[tuple[slice, ...], np.ndarray] | None:
     """Compute one block on a worker; write it (Zarr) or return where it goes and its data."""
     from ..backend import select_backend  # noqa: PLC0415
     from ..io.stacks import open_input  # noqa: PLC0415
@@ -456,14 +465,15 @@ def _worker_task(job: BlockJob, forest: Any, block: Block) -> tuple[tuple[slice,
     cache = getattr(_WORKER_STATE, "tasks", None)
     if cache is None:
         cache = _WORKER_STATE.tasks = {}
-    key = (job.lane_path, job.mask_path, id(forest), job.source, job.channels)
+    forest, upstream = models if models is not None else (None, ())
+    key = (job.lane_path, job.mask_path, id(models), job.source, job.channels)
     task = cache.get(key)
     if task is None:
         config = RunConfig(project="", inputs=[], cwd=job.cwd, stack_along=job.stack_along)
         lane = Lane(open_input(job.lane_path, job.cwd, job.stack_along), job.lane_axes)
         mask = open_mask(config, job.mask_path) if job.mask_path else None
         task = BlockTask(select_backend(job.device), lane, job.plan, forest, job.source, job.n_classes,
-                         slice(*job.channels), mask, 1)
+                         slice(*job.channels), mask, 1, upstream=upstream)
         cache.clear()  # one lane at a time per worker thread keeps file handles bounded
         cache[key] = task
     where, data = place(block, compute_block(task, block), job.transform, job.region, job.out_axes)
@@ -502,8 +512,10 @@ def run_on_cluster(
         out_axes=lane_plan.out_axes, array_path=writer.array_path if parallel else None,
         partial_path=writer.tmp_path if parallel else None, stored_axes=getattr(writer, "stored_axes", None),
     )
-    forest_future = _shared(client, forest) if forest is not None else None
-    futures = client.map(_worker_task, [job] * len(blocks), [forest_future] * len(blocks), list(blocks), pure=False)
+    # the classifiers travel once per worker, as a task's result: the exported stage's and, for
+    # Autocontext, the stages before it
+    models = _shared(client, _models(client, forest, task.upstream)) if forest is not None or task.upstream else None
+    futures = client.map(_worker_task, [job] * len(blocks), [models] * len(blocks), list(blocks), pure=False)
     names = {future.key: block for future, block in zip(futures, blocks)}
     unfinished = set(futures)
     try:
