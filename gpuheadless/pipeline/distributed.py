@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..config import RunConfig
+from ..config import RunConfig, trim_heap
 from ..errors import UsageError, UserError
 from ..export import ExportTransform
 from ..features.plan import FeaturePlan
@@ -213,21 +213,11 @@ def _probe_worker(device: str, dask_worker: Any = None) -> dict[str, Any]:
             error = str(exc)
     state = getattr(dask_worker, "state", None)
     nthreads = getattr(state, "nthreads", None) or getattr(dask_worker, "nthreads", 1)
-    _trim_heap()  # what the last blocks freed is reused by the next ones: count only what is held
+    trim_heap()  # what the last blocks freed is reused by the next ones: count only what is held
     return {"host": socket.gethostname(), "nthreads": int(nthreads), "memory_limit": int(limit) if limit else None,
             "guard": float(min(fractions)) if fractions else 1.0, "env_ram_mb": env_ram,
             "default_ram_mb": ram_budget_from_env({}), "resident": int(resident_memory_mb() * _MIB),
             "gpu_free": gpu_free, "error": error}
-
-
-def _trim_heap() -> None:
-    """Give the memory freed to glibc's heaps back to the system (Linux; elsewhere nothing)."""
-    try:
-        import ctypes  # noqa: PLC0415
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def task_budget(worker: WorkerMemory, workers_on_host: int = 1, gpu_memory_mb: float | None = None) -> float:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backend import Backend, select_backend
-from ..config import RunConfig
+from ..config import RunConfig, trim_heap
 from ..errors import UsageError, UserError, writing_output
 from ..export import ALL_STAGES, derive_from_probabilities, resolve_source, split_source
 from ..features.plan import FeaturePlan
@@ -219,7 +219,11 @@ def _resumed_blocks(config: RunConfig, lane_plan: LanePlan) -> tuple[int, int, i
 
 
 def _execute(config, project, backend, forest, source, lane_plan: LanePlan, client) -> LaneResult | str:
-    """``execute_plan``, or the failure's one-line message."""
+    """``execute_plan``, or the failure's one-line message.
+
+    Afterwards what the lane's blocks freed goes back to the system: glibc keeps it otherwise,
+    and the resident memory of a long batch would swing by a block's working set from lane to lane.
+    """
     try:
         return execute_plan(config, project, backend, forest, source, lane_plan, client)
     except UserError as exc:
@@ -230,6 +234,8 @@ def _execute(config, project, backend, forest, source, lane_plan: LanePlan, clie
                 raise
         log.error("%s", exc)
         return str(exc)
+    finally:
+        trim_heap()
 
 
 def execute_plan(
