@@ -120,3 +120,39 @@ def test_on_a_dask_cluster(tmp_path: Path, capsys, monkeypatch):
     assert code == 0, err
     with h5py.File(DATA / reference, "r") as theirs, h5py.File(work / reference, "r") as ours:
         np.testing.assert_array_equal(ours["exported_data"][()], theirs["exported_data"][()])
+
+
+def _stored(name: str) -> np.ndarray:
+    with h5py.File(DATA / "reference" / name, "r") as f:
+        return f["exported_data"][()]
+
+
+def test_python_api_gives_each_stage_as_the_command_line():
+    """ilastik's ``AutocontextPipeline`` names on arrays: each stage's probabilities equal the
+    command line's (ilastik's) Probabilities All Stages, split by stage; Dask arrays too."""
+    xarray = pytest.importorskip("xarray")
+    from gpuheadless.experimental.api import AutocontextPipeline, PixelClassificationPipeline
+
+    with h5py.File(DATA / "two-stage-2d.h5", "r") as f:
+        image = f["data"][()]
+    every = _stored("two-stage-2d__Probabilities_All_Stages.h5")  # stage 1: 2 classes, stage 2: 3
+    pipeline = AutocontextPipeline.from_ilp_file(DATA / "two-stage-2d.ilp", device="cpu")
+    data = xarray.DataArray(image, dims=("y", "x", "c"))
+    first, second = pipeline.get_probabilities_stage_1(data), pipeline.get_probabilities_stage_2(data)
+    assert first.dims == ("y", "x", "c") and second.shape == (96, 110, 3)
+    np.testing.assert_array_equal(first.values, every[..., :2])
+    np.testing.assert_array_equal(second.values, every[..., 2:])
+    # ilastik's PixelClassificationPipeline reads an Autocontext project's first stage
+    np.testing.assert_array_equal(PixelClassificationPipeline.from_ilp_file(DATA / "two-stage-2d.ilp", device="cpu")
+                                  .get_probabilities(data).values, every[..., :2])
+    da = pytest.importorskip("dask.array")
+    lazy = pipeline.get_probabilities(da.from_array(image, chunks=(40, 37, 1)), axes="yxc")
+    np.testing.assert_array_equal(lazy.compute(), every[..., 2:])
+
+    with h5py.File(DATA / "three-stage-3d.h5", "r") as f:
+        volume = f["data"][()]
+    three = AutocontextPipeline.from_ilp_file(DATA / "three-stage-3d.ilp", device="cpu")
+    np.testing.assert_array_equal(three.get_probabilities(volume, axes="zyxc"),
+                                  _stored("three-stage-3d__Probabilities_All_Stages.h5")[..., 4:])
+    with pytest.raises(ValueError, match="stages 1 to 3"):
+        three.get_probabilities(volume, axes="zyxc", stage=4)

@@ -5,6 +5,9 @@ A script written for ilastik runs after changing ``from ilastik.experimental.api
 wrong channel count or number of spatial axes), same result axes (the training data's, with
 ``c``), and the numbers of the command line (the same block function computes them).
 
+``AutocontextPipeline`` gives each stage's probabilities (``get_probabilities_stage_1`` and
+``_2``, as ilastik's, and ``get_probabilities(data, stage=n)`` for any stage).
+
 Accepted data: an ``xarray.DataArray`` with dims named from ``t, z, y, x, c`` (an xarray comes
 back), a NumPy array with ``axes="yxc"`` (a NumPy array comes back, in the result axes), and a
 Dask array with ``axes`` (a lazy Dask array comes back).
@@ -34,6 +37,8 @@ class PixelClassificationPipeline:
     >>> probabilities = pipeline.get_probabilities(xarray.DataArray(image, dims=("y", "x")))  # doctest: +SKIP
     """
 
+    _STAGES_NEEDED = 1
+
     @classmethod
     def from_ilp_file(cls, path: str | os.PathLike[str], device: str = "auto") -> "PixelClassificationPipeline":
         """Open a project with a trained classifier.
@@ -51,15 +56,19 @@ class PixelClassificationPipeline:
             The project cannot be read, or holds no trained classifier (ilastik's API refuses it too).
         """
         project = read_project(os.fspath(path))
-        if project.forest is None:
-            raise UserError(f"project file '{path}': no trained classifier is stored (train it in ilastik, or use "
-                            "gpuheadless train)")
+        if len(project.stages) < cls._STAGES_NEEDED:
+            raise UserError(f"project file '{path}' is not an Autocontext project")
+        for k, stage in enumerate(project.stages[:max(cls._STAGES_NEEDED, 1)]):
+            if stage.forest is None:
+                where = f" for stage {k + 1}" if cls._STAGES_NEEDED > 1 else ""
+                raise UserError(f"project file '{path}': no trained classifier is stored{where} (train it in ilastik, "
+                                "or use gpuheadless train)")
         return cls(project, device)
 
     def __init__(self, project: Any, device: str = "auto") -> None:
-        config = RunConfig(project=str(project.path), inputs=[], threads=threads_from_env(),
-                           ram_budget_mb=ram_budget_from_env(), device=device, progress=False)
-        self._task = ArrayTask(project, project.forest, select_backend(device), config)
+        self._config = RunConfig(project=str(project.path), inputs=[], threads=threads_from_env(),
+                                 ram_budget_mb=ram_budget_from_env(), device=device, progress=False)
+        self._project, self._backend = project, select_backend(device)
 
     def get_probabilities(self, raw_data: Any, axes: str | None = None) -> Any:
         """Probabilities of every class for every pixel.
@@ -84,21 +93,57 @@ class PixelClassificationPipeline:
             The channel count or the number of spatial axes differs from the training data
             (:class:`~gpuheadless.pipeline.in_memory.ArrayAxesError`, also a ``UserError``).
         """
-        data, axes, wrap = _unwrap(raw_data, axes)
-        check_fits(self._task.project, self._task.forest, axes, tuple(data.shape))
-        wanted = result_axes(self._task.project, axes, tuple(data.shape))
-        if _is_dask(data):
-            from ..pipeline.lazy_arrays import lazy_probabilities  # noqa: PLC0415 - dask is an optional extra
-
-            return wrap(lazy_probabilities(self._task, data, axes, wanted), wanted)
-        result = probabilities_tzyxc(self._task, array_source(np.asarray(data), axes), axes)
-        return wrap(to_axes(result, wanted), wanted)
+        return self._probabilities(raw_data, axes, 0)
 
     def predict(self, raw_data: Any, axes: str | None = None) -> Any:
         """Deprecated name of :meth:`get_probabilities`, as in ilastik."""
         warnings.warn("The predict method will disappear in future versions, please use get_probabilities()",
                       DeprecationWarning, stacklevel=2)
         return self.get_probabilities(raw_data, axes)
+
+    def _probabilities(self, raw_data: Any, axes: str | None, stage: int) -> Any:
+        """Stage ``stage``'s probabilities (0-based), the stages before it run on the way."""
+        task = ArrayTask(self._project, self._project.forest, self._backend, self._config, stage)
+        data, axes, wrap = _unwrap(raw_data, axes)
+        check_fits(task.project, task.forest, axes, tuple(data.shape))
+        wanted = result_axes(task.project, axes, tuple(data.shape))
+        if _is_dask(data):
+            from ..pipeline.lazy_arrays import lazy_probabilities  # noqa: PLC0415 - dask is an optional extra
+
+            return wrap(lazy_probabilities(task, data, axes, wanted), wanted)
+        result = probabilities_tzyxc(task, array_source(np.asarray(data), axes), axes)
+        return wrap(to_axes(result, wanted), wanted)
+
+
+class AutocontextPipeline(PixelClassificationPipeline):
+    """A trained Autocontext project, applied to arrays, as ilastik's ``AutocontextPipeline``.
+
+    Stage 2 classifies the image stacked with stage 1's probabilities converted to the image's
+    type, as ilastik does; data, axes and results as :class:`PixelClassificationPipeline`.
+
+    Examples
+    --------
+    >>> pipeline = AutocontextPipeline.from_ilp_file("MyAutocontext.ilp")  # doctest: +SKIP
+    >>> probabilities = pipeline.get_probabilities_stage_2(xarray.DataArray(image, dims=("y", "x")))  # doctest: +SKIP
+    """
+
+    _STAGES_NEEDED = 2
+
+    def get_probabilities_stage_1(self, raw_data: Any, axes: str | None = None) -> Any:
+        """Stage 1's probabilities (see :meth:`PixelClassificationPipeline.get_probabilities`)."""
+        return self._probabilities(raw_data, axes, 0)
+
+    def get_probabilities_stage_2(self, raw_data: Any, axes: str | None = None) -> Any:
+        """Stage 2's probabilities, from the image and stage 1's."""
+        return self._probabilities(raw_data, axes, 1)
+
+    def get_probabilities(self, raw_data: Any, axes: str | None = None, stage: int | None = None) -> Any:
+        """The probabilities of ``stage`` (1-based; the last by default): projects of 3 and 4 stages too."""
+        last = len(self._project.stages)
+        stage = last if stage is None else stage
+        if not 1 <= stage <= last:
+            raise ValueError(f"Invalid argument stage={stage}. This project has stages 1 to {last}.")
+        return self._probabilities(raw_data, axes, stage - 1)
 
 
 def from_project_file(path: str | os.PathLike[str]) -> PixelClassificationPipeline:
@@ -126,4 +171,4 @@ def _unwrap(raw_data: Any, axes: str | None) -> tuple[Any, str, Any]:
     return raw_data, check_axes(axes, np.ndim(raw_data)), lambda result, wanted: result
 
 
-__all__ = ["PixelClassificationPipeline", "from_project_file"]
+__all__ = ["AutocontextPipeline", "PixelClassificationPipeline", "from_project_file"]

@@ -14,13 +14,13 @@ import numpy as np
 from ..backend import Backend
 from ..config import RunConfig
 from ..errors import UserError
-from ..features.plan import FeaturePlan, check_image_size, make_plan
+from ..features.plan import check_image_size
 from ..forest.model import Forest
 from ..io.readers import ImageSource
 from ..project.ilp import Project
 from .block_runner import block_budget_bytes, layout_blocks, run_local
 from .blocks import Block
-from .export_plan import expected_channels
+from .export_plan import expected_channels, stage_plans
 from .lane import Lane
 
 AXES = "tzyxc"
@@ -75,26 +75,35 @@ def check_fits(project: Project, forest: Forest, axes: str, shape: tuple[int, ..
 
 @dataclass(frozen=True)
 class ArrayTask:
-    """What computing probabilities of one array needs, besides the array."""
+    """What computing probabilities of one array needs, besides the array.
+
+    ``stage`` is the Autocontext stage whose probabilities are wanted (0 = the first, the only
+    one of a Pixel Classification project); the stages before it run too.
+    """
 
     project: Project
     forest: Forest
     backend: Backend
     config: RunConfig
-
-    def plan(self, lane: Lane) -> FeaturePlan:
-        plan = make_plan(self.project.selection, lane.n_channels, lane.shape[1])
-        check_image_size(plan, lane.shape[1:4], lane.source.display)
-        if self.forest.n_features != plan.n_features:
-            raise ArrayAxesError(f"the project's classifier expects {self.forest.n_features} features, the array "
-                                 f"gives {plan.n_features}")
-        return plan
+    stage: int = 0
 
     def block_task(self, lane: Lane) -> Any:
+        """The block function's inputs for ``lane``: the stage's plan and forest, and the stages before it."""
         from .pixel import BlockTask  # noqa: PLC0415 - pixel imports this module's users
+        from .stages import Stage  # noqa: PLC0415
 
-        n = self.project.n_classes
-        return BlockTask(self.backend, lane, self.plan(lane), self.forest, "Probabilities", n, slice(0, n), None, 1)
+        plans = stage_plans(self.project, lane)[:self.stage + 1]
+        stages = self.project.stages[:self.stage + 1]
+        forests = [self.forest, *(s.forest for s in stages[1:])]
+        for plan, forest in zip(plans, forests):
+            check_image_size(plan, lane.shape[1:4], lane.source.display)
+            if forest.n_features != plan.n_features:
+                raise ArrayAxesError(f"the project's classifier expects {forest.n_features} features, the array "
+                                     f"gives {plan.n_features}")
+        upstream = tuple(Stage(p, f, s.n_classes) for p, f, s in zip(plans[:-1], forests[:-1], stages[:-1]))
+        n = stages[-1].n_classes
+        return BlockTask(self.backend, lane, plans[-1], forests[-1], "Probabilities", n, slice(0, n), None, 1,
+                         upstream=upstream)
 
 
 def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str) -> np.ndarray:
@@ -103,7 +112,7 @@ def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str) -> np.n
 
     lane = Lane(source, axes)
     block_task = task.block_task(lane)
-    n = task.project.n_classes
+    n = block_task.n_classes
     region = {a: (0, e) for a, e in zip(AXES, lane.shape[:4] + (n,))}
     layout = layout_blocks(task.config, block_task, region, block_budget_bytes(task.config, task.backend))
     out = np.zeros(lane.shape[:4] + (n,), dtype=np.float32)

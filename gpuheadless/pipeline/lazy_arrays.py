@@ -33,10 +33,9 @@ def lazy_probabilities(task: ArrayTask, data: Any, axes: str, wanted: str) -> An
 
     image = _canonical(data, axes)
     shape = tuple(int(n) for n in image.shape)
-    plan = task.plan(Lane(array_source(image, AXES), AXES))
-    n_classes = task.project.n_classes
-    z_halo = plan.max_halo if plan.any_3d and shape[1] > 1 else 0
-    halo = (0, z_halo, plan.max_halo, plan.max_halo, 0)
+    block_task = task.block_task(Lane(array_source(image, AXES), AXES))
+    n_classes = block_task.n_classes
+    halo = (0, *block_task.halo(), 0)  # every stage's
     image = image.rechunk({0: 1, 4: -1})  # one time step per task, all channels together
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in image.chunks]
     tasks = np.empty(image.numblocks[:4] + (1,), dtype=object)  # one block along c

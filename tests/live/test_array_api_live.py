@@ -91,3 +91,40 @@ def test_projects_ilastiks_api_refuses_are_refused(project, api_projects):
 
     with pytest.raises(UserError):
         PixelClassificationPipeline.from_ilp_file(api_projects / project)
+
+
+_AUTOCONTEXT = [  # (input, axes, project, ilastik's stored results of stages 1 and 2), as in ilastik's tests
+    ("Data_1channel.png", "yx", "Autocontext_2D.ilp", ("res-Data_1channel_ac2ds1.npy", "res-Data_1channel_ac2ds2.npy")),
+    ("Data_3D.npy", "zyxc", "Autocontext_3D.ilp", ("res-Data_3D_ac2ds1.npy", "res-Data_3D_ac2ds2.npy")),
+]
+
+
+@pytest.mark.parametrize("input_name,axes,project,expected", _AUTOCONTEXT)
+def test_ilastiks_autocontext_api_cases(input_name, axes, project, expected, api_projects, ilastik, tmp_path):
+    """``AutocontextPipeline.get_probabilities_stage_1/2``: equal to the live ilastik API (one
+    thread), and within ilastik's tolerance of its stored results."""
+    from gpuheadless.experimental.api import AutocontextPipeline
+
+    pipeline = AutocontextPipeline.from_ilp_file(api_projects / project, device="cpu")
+    data = _load(api_projects / input_name, axes)
+    ours = [pipeline.get_probabilities_stage_1(data), pipeline.get_probabilities_stage_2(data)]
+    for result, stored in zip(ours, expected):
+        _within_ilastiks_tolerance(result.values, np.load(api_projects / stored))
+    script = (
+        "import os; os.environ['LAZYFLOW_THREADS'] = '1'\n"
+        "import numpy as np, xarray\nfrom PIL import Image\n"
+        "from ilastik.experimental.api import AutocontextPipeline\n"
+        f"path = {str(api_projects / input_name)!r}\n"
+        "data = np.load(path) if path.endswith('.npy') else np.asarray(Image.open(path))\n"
+        f"pipeline = AutocontextPipeline.from_ilp_file({str(api_projects / project)!r})\n"
+        f"data = xarray.DataArray(data, dims=tuple({axes!r}))\n"
+        "for stage in (1, 2):\n"
+        "    result = getattr(pipeline, f'get_probabilities_stage_{stage}')(data)\n"
+        f"    np.save({str(tmp_path)!r} + f'/ilastik{{stage}}.npy', result.values)\n"
+        "    print(''.join(result.dims))\n"
+    )
+    run = run_ilastik_python(script, tmp_path)
+    assert run.returncode == 0, run.output
+    assert run.stdout.strip().splitlines()[-2:] == ["".join(r.dims) for r in ours]
+    for stage, result in enumerate(ours, start=1):
+        np.testing.assert_array_equal(result.values, np.load(tmp_path / f"ilastik{stage}.npy"))
