@@ -35,7 +35,8 @@ REPO = HERE.parent
 TARGET = REPO / "tests" / "data" / "autocontext"
 sys.path.insert(0, str(REPO / "tests"))
 
-from live.ilastik_runner import ilastik_command, run_ilastik_python  # noqa: E402
+from live.ilastik_runner import (AUTOCONTEXT_STAGES_PRELUDE, ilastik_command,  # noqa: E402
+                                 run_ilastik_headless_with_stages, run_ilastik_python)
 from live.synthetic import class_image, scribbles, truth_map  # noqa: E402
 
 from gpuheadless.io.writers import axistags_json  # noqa: E402
@@ -69,38 +70,6 @@ CASES = [
          (((0, 1), (0,), (1,), (), (), ()), ((0,), (), (), (0, 1), (1,), ())),
          ("Probabilities All Stages", "Simple Segmentation Stage 2", "Features Stage 2")),
 ]
-
-# ilastik 1.4.2 defines its 3- and 4-stage workflows only in debug mode, and its debug mode also
-# imports workflows whose packages a plain build lacks (elf, hytra). The same two classes, as
-# ilastik writes them, are registered here instead; ilastik finds a workflow by class name.
-_STAGES = r"""
-import os
-os.environ["LAZYFLOW_THREADS"] = "1"
-from ilastik.workflows.newAutocontext.newAutocontextWorkflow import NewAutocontextWorkflowBase
-
-
-class AutocontextThreeStage(NewAutocontextWorkflowBase):
-    workflowName = "AutocontextThreeStage"
-    workflowDisplayName = "Autocontext (3-stage)"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, n_stages=3, **kwargs)
-
-
-class AutocontextFourStage(NewAutocontextWorkflowBase):
-    workflowName = "AutocontextFourStage"
-    workflowDisplayName = "Autocontext (4-stage)"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, n_stages=4, **kwargs)
-"""
-
-_HEADLESS = r"""
-import sys
-sys.argv = ["ilastik", "--headless", *json.loads(ARGS)]
-from ilastik.__main__ import main
-main()
-"""
 
 _BUILD = r"""
 import json
@@ -187,7 +156,7 @@ def main() -> int:
             "matrices": [[[c in row for c in range(width)] for row in matrix] for matrix in case.matrices],
             "names": [[f"Label {k}" for k in range(1, n + 1)] for n in case.classes], "labels": label_files,
         })
-    built = run_ilastik_python(_STAGES + f"SPECS = {json.dumps(json.dumps(specs))}\n" + _BUILD, TARGET)
+    built = run_ilastik_python(AUTOCONTEXT_STAGES_PRELUDE + f"SPECS = {json.dumps(json.dumps(specs))}\n" + _BUILD, TARGET)
     if built.returncode != 0 or "BUILT" not in built.stdout:
         print(built.output[-4000:])
         return 1
@@ -201,8 +170,7 @@ def main() -> int:
                 out = f"reference/{Path(image.split('.h5')[0]).name}__{source.replace(' ', '_')}.h5"
                 args = [f"--project={case.name}.ilp", f"--export_source={source}", f"--output_filename_format={out}",
                         image]
-                done = run_ilastik_python(_STAGES + "import json\n" + f"ARGS = {json.dumps(json.dumps(args))}\n"
-                                          + _HEADLESS, TARGET)
+                done = run_ilastik_headless_with_stages(args, TARGET)
                 if done.returncode != 0:
                     print(done.output[-3000:])
                     return 1

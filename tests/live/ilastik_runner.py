@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,3 +84,38 @@ def run_gpuheadless(args: list[str], cwd: Path, threads: int = 2, timeout: float
     done = subprocess.run([sys.executable, "-m", "gpuheadless", *args], cwd=cwd, env=_environment(threads),
                           capture_output=True, text=True, timeout=timeout)
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+# ilastik 1.4.2 defines its 3- and 4-stage Autocontext workflows only in debug mode, and its debug
+# mode also imports workflows whose packages a plain build lacks (elf, hytra). The same two
+# classes, as ilastik writes them, are registered instead; ilastik finds a workflow by class name.
+AUTOCONTEXT_STAGES_PRELUDE = r"""
+import os
+os.environ["LAZYFLOW_THREADS"] = "1"
+from ilastik.workflows.newAutocontext.newAutocontextWorkflow import NewAutocontextWorkflowBase
+
+
+class AutocontextThreeStage(NewAutocontextWorkflowBase):
+    workflowName = "AutocontextThreeStage"
+    workflowDisplayName = "Autocontext (3-stage)"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, n_stages=3, **kwargs)
+
+
+class AutocontextFourStage(NewAutocontextWorkflowBase):
+    workflowName = "AutocontextFourStage"
+    workflowDisplayName = "Autocontext (4-stage)"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, n_stages=4, **kwargs)
+"""
+
+
+def run_ilastik_headless_with_stages(args: list[str], cwd: Path, timeout: float = 900) -> Run:
+    """``ilastik --headless ARGS`` at one thread, by ilastik's own entry point, with the 3- and
+    4-stage Autocontext workflows registered (see :data:`AUTOCONTEXT_STAGES_PRELUDE`)."""
+    script = (AUTOCONTEXT_STAGES_PRELUDE + "import json, sys\n"
+              f"sys.argv = ['ilastik', '--headless', *json.loads({json.dumps(json.dumps(args))})]\n"
+              "from ilastik.__main__ import main\nmain()\n")
+    return run_ilastik_python(script, cwd, timeout)

@@ -20,7 +20,7 @@ import pytest
 
 from gpuheadless.export import source_names
 
-from .ilastik_runner import run_gpuheadless, run_ilastik
+from .ilastik_runner import run_gpuheadless, run_ilastik, run_ilastik_headless_with_stages
 
 _ARCHIVES = {"api": "tests/test_ilastik/data/api_projects.zip", "test": "tests/test_ilastik/data/test_projects.zip"}
 PROJECTS = {  # name: (archive, project, input relative to the workspace)
@@ -60,6 +60,30 @@ def test_every_source_as_ilastik(ilastik, workspace: Path, case: str, source: st
         out = workspace / who / f"{case}__{source.replace(' ', '_')}.h5"
         args = [f"--project={project}", f"--export_source={source}", f"--output_filename_format={out}", image]
         done = runner(args if who == "ilastik" else ["--headless", *args], workspace)
+        assert done.returncode == 0, f"{who}: {done.output[-3000:]}"
+        outputs[who] = _read(out)
+    (theirs, their_attrs), (ours, our_attrs) = outputs["ilastik"], outputs["ours"]
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, (ours.shape, theirs.shape, ours.dtype, theirs.dtype)
+    np.testing.assert_array_equal(ours, theirs)
+    assert sorted(our_attrs) == sorted(their_attrs)
+    for key, value in their_attrs.items():
+        assert np.array_equal(np.asarray(our_attrs[key]), np.asarray(value)), (key, our_attrs[key], value)
+
+
+THREE_STAGES = Path(__file__).resolve().parents[1] / "data" / "autocontext"
+
+
+@pytest.mark.parametrize("source", source_names(3))
+def test_every_source_of_a_three_stage_project(ilastik, source: str, tmp_path: Path):
+    """The repository's three-stage 3D project (built by ilastik), all 19 sources; ilastik runs
+    it with its debug-only 3-stage workflow registered (``run_ilastik_headless_with_stages``)."""
+    outputs = {}
+    for who in ("ilastik", "ours"):
+        out = tmp_path / who / f"{source.replace(' ', '_')}.h5"
+        args = ["--project=three-stage-3d.ilp", f"--export_source={source}", f"--output_filename_format={out}",
+                "three-stage-3d-unseen.h5/data"]
+        done = (run_ilastik_headless_with_stages(args, THREE_STAGES) if who == "ilastik"
+                else run_gpuheadless(["--headless", *args], THREE_STAGES))
         assert done.returncode == 0, f"{who}: {done.output[-3000:]}"
         outputs[who] = _read(out)
     (theirs, their_attrs), (ours, our_attrs) = outputs["ilastik"], outputs["ours"]
