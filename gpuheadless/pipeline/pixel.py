@@ -159,8 +159,10 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     backend = select_backend(config.device)
     # Features and Labels never use the classifier; train one for them only when asked to.
     forest = None
-    if split_source(source)[0] not in ("Features", "Labels", "Input") or config.retrain or len(project.stages) > 1:
-        forest = _stage_classifiers(config, project, backend, source)
+    kind = split_source(source)[0]
+    if kind not in ("Features", "Labels", "Input") or config.retrain or (kind == "Features" and len(project.stages) > 1):
+        project = _stage_classifiers(config, project, backend, source)
+        forest = project.forest
     client = None
     if config.scheduler:
         from .distributed import connect  # noqa: PLC0415 - dask is an optional extra
@@ -188,22 +190,28 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     return results, failures
 
 
-def _stage_classifiers(config: RunConfig, project: Project, backend: Backend, source: str) -> Forest | None:
-    """The first stage's classifier, trained if needed; an Autocontext project's later stages
-    must bring theirs (retraining them needs each stage's predictions on the training images)."""
-    if len(project.stages) > 1:
-        kind, stage = split_source(source)
-        used = project.stages if stage is None else project.stages[:stage + (kind != "Features")]
-        if kind in ("Labels", "Input"):
-            used = []
-        missing = [k + 1 for k, s in enumerate(used) if s.forest is None]
-        if config.retrain or missing:
-            reason = "--retrain" if config.retrain else f"stage {missing[0]} has no trained classifier"
-            raise UserError(f"project file '{project.path}': {reason}; gpuheadless does not train Autocontext projects "
-                            "yet (train them in ilastik and save the project)")
-        return project.forest
-    return resolve_classifier(backend, project, config.retrain, config.tree_count, config.label_proportion,
-                              max(config.threads, 1), config.seed)
+def _stage_classifiers(config: RunConfig, project: Project, backend: Backend, source: str) -> Project:
+    """``project`` with the classifiers this run uses: the stored ones, or trained on the
+    project's labels (``--retrain``, ``--tree-count``, ``--label-proportion``, or none stored).
+
+    An Autocontext stage is trained on features that read the previous stages' probabilities,
+    so once a stage is trained, the stages after it are trained too, in order (as ilastik
+    retrains them all). Only the stages the export source needs are resolved.
+    """
+    kind, stage = split_source(source)
+    needed = len(project.stages) if stage is None else stage + 1
+    threads, forests, retrain = max(config.threads, 1), [], config.retrain
+    for k in range(needed):
+        if kind == "Features" and k == needed - 1 and not retrain and project.stages[k].forest is None:
+            forests.append(None)  # a stage's own features do not need its classifier
+            break
+        forest = resolve_classifier(backend, project, retrain, config.tree_count, config.label_proportion, threads,
+                                    config.seed, k, tuple(forests))
+        retrain = retrain or forest is not project.stages[k].forest  # later stages see new probabilities
+        forests.append(forest)
+    stages = [dataclasses.replace(s, forest=f, later_stages=[]) for s, f in zip(project.stages, forests)]
+    stages += project.stages[len(stages):]
+    return dataclasses.replace(stages[0], later_stages=stages[1:])
 
 
 def _resumed_blocks(config: RunConfig, lane_plan: LanePlan) -> tuple[int, int, int] | None:

@@ -1,21 +1,22 @@
 """Which classifier a run uses: the stored forest, or one trained on the project's own labels."""
 from __future__ import annotations
 
-import os
-
+import contextlib
 import logging
+import os
 
 import numpy as np
 
 from ..backend import Backend
 from ..errors import UserError
-from ..features.compute import compute_features
-from ..features.plan import check_image_size, make_plan
+from ..features.plan import check_image_size
 from ..forest.model import Forest
 from ..forest.train import train_forest
 from ..io.stacks import open_input
 from ..project.ilp import Project, TrainingLane
+from .export_plan import stage_plans
 from .lane import Lane
+from .stages import Stage, StageRunner
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,29 @@ def resolve_classifier(
     label_proportion: float | None = None,
     threads: int = 1,
     seed: int | None = None,
+    stage: int = 0,
+    upstream: tuple[Forest, ...] = (),
 ) -> Forest:
-    """The forest for this run.
+    """The forest for this run: the stored one, or one trained on the project's labels.
+
+    ``stage`` (0-based) picks an Autocontext stage; ``upstream`` holds the forests this run uses
+    for the stages before it.
 
     Raises
     ------
     UserError
         If training is needed but the project holds no labels.
     """
-    if not needs_training(project, retrain, tree_count, label_proportion):
-        return project.forest
-    if not project.has_labels:
-        why = project.forest_note or "retraining was requested"
-        raise UserError(f"project file '{project.path}': {why} and it holds no labels to train one from")
-    if project.forest is None:
-        log.warning("%s: %s; a new classifier is trained for this run.", project.path.name, project.forest_note)
-    x, y = training_samples(bk, project, threads)
+    target = project.stages[stage]
+    if not needs_training(target, retrain, tree_count, label_proportion):
+        return target.forest
+    where = f" (stage {stage + 1})" if len(project.stages) > 1 else ""
+    if not target.has_labels:
+        why = target.forest_note or "retraining was requested"
+        raise UserError(f"project file '{project.path}'{where}: {why} and it holds no labels to train one from")
+    if target.forest is None:
+        log.warning("%s%s: %s; a new classifier is trained for this run.", project.path.name, where, target.forest_note)
+    x, y = training_samples(bk, project, threads, stage, upstream)
     if label_proportion is not None:
         if not 0 < label_proportion <= 1:
             raise UserError(f"--label-proportion must be in (0, 1], got {label_proportion}")
@@ -57,21 +65,26 @@ def resolve_classifier(
         x, y = x[keep], y[keep]
     classes = np.unique(y)
     if len(classes) < 2:
-        raise UserError(f"project file '{project.path}': labels of only one class ({classes.tolist()}); need at least two")
-    trees = tree_count or project.tree_count
-    log.info("Training a new forest: %d trees on %d labelled pixels (label counts %s)", trees, len(y),
+        raise UserError(f"project file '{project.path}'{where}: labels of only one class ({classes.tolist()}); "
+                        "need at least two")
+    trees = tree_count or target.tree_count
+    log.info("Training a new forest%s: %d trees on %d labelled pixels (label counts %s)", where, trees, len(y),
              tuple(int((y == c).sum()) for c in classes))
     return train_forest(x, y, n_trees=trees, threads=threads, seed=seed)
 
 
-def training_samples(bk: Backend, project: Project, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def training_samples(bk: Backend, project: Project, threads: int = 1, stage: int = 0,
+                     upstream: tuple[Forest, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of every labelled pixel of every training lane.
 
-    Features are computed only on the boxes around stored label blocks (plus the halo).
+    Features are computed only on the boxes around stored label blocks (plus the halo). For an
+    Autocontext project, ``stage`` (0-based) picks the stage's labels and features, and
+    ``upstream`` holds the forests of the stages before it, whose probabilities its features read.
     """
+    stage_project = project.stages[stage]
     xs, ys = [], []
     lanes = {lane.index: lane for lane in project.lanes}
-    for index, blocks in sorted(project.labels.items()):
+    for index, blocks in sorted(stage_project.labels.items()):
         blocks = [b for b in blocks if np.any(b.values)]
         if not blocks:
             continue
@@ -79,10 +92,14 @@ def training_samples(bk: Backend, project: Project, threads: int = 1) -> tuple[n
             raise UserError(f"project file '{project.path}': labels for lane {index}, which has no input data")
         lane = _open_training_lane(project, lanes[index])
         try:
-            plan = make_plan(project.selection, lane.n_channels, lane.shape[1])
-            check_image_size(plan, lane.shape[1:4], lane.source.display)
+            plans = stage_plans(project, lane)[:stage + 1]
+            for plan in plans:
+                check_image_size(plan, lane.shape[1:4], lane.source.display)
+            stages = tuple(Stage(plan, forest, s.n_classes)
+                           for plan, forest, s in zip(plans, (*upstream, None), project.stages))
+            runner = StageRunner(bk, lane, stages, threads, lambda name: contextlib.nullcontext())
             for block in blocks:
-                x, y = _block_samples(bk, lane, plan, block.slices, block.values)
+                x, y = _block_samples(bk, lane, runner, block.slices, block.values)
                 xs.append(x)
                 ys.append(y)
         finally:
@@ -105,7 +122,7 @@ def _open_training_lane(project: Project, lane: TrainingLane) -> Lane:
     return Lane(source, axes)
 
 
-def _block_samples(bk: Backend, lane: Lane, plan, slices: tuple[slice, ...], values: np.ndarray):
+def _block_samples(bk: Backend, lane: Lane, runner: StageRunner, slices: tuple[slice, ...], values: np.ndarray):
     internal = lane.internal_axes
     if len(slices) != len(internal):
         raise UserError(f"{lane.source.display}: a label block has {len(slices)} axes, expected {internal}")
@@ -119,23 +136,18 @@ def _block_samples(bk: Backend, lane: Lane, plan, slices: tuple[slice, ...], val
             labels = np.expand_dims(labels, i)
     t_slice = by_axis.get("t", slice(0, 1))
     zyx = tuple(by_axis.get(a, slice(0, 1)) for a in "zyx")
-    halo = plan.max_halo
+    last = len(runner.stages) - 1
     xs, ys = [], []
     for t_index, t in enumerate(range(t_slice.start, t_slice.stop)):
         block_labels = labels[t_index]
         if not np.any(block_labels):
             continue
-        z_halo = halo if plan.any_3d and lane.shape[1] > 1 else 0
-        hal = (z_halo, halo, halo)
-        region = tuple(slice(max(0, s.start - h), min(n, s.stop + h)) for s, h, n in zip(zyx, hal, lane.shape[1:4]))
-        image = bk.asarray(lane.read(t, region))
-        interior = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(zyx, region))
-        features = bk.to_host(compute_features(bk, image, plan, interior, region[2].start, lane.shape[3]))
+        features = bk.to_host(runner.features(last, t, zyx))
         mask = block_labels != 0
         xs.append(features[:, mask].T)
         ys.append(block_labels[mask].astype(np.uint32))
     if not xs:
-        return np.zeros((0, plan.n_features), np.float32), np.zeros(0, np.uint32)
+        return np.zeros((0, runner.stages[last].plan.n_features), np.float32), np.zeros(0, np.uint32)
     return np.concatenate(xs), np.concatenate(ys)
 
 
