@@ -51,6 +51,16 @@ def _read(path: Path) -> tuple[np.ndarray, dict]:
         return f["exported_data"][()], dict(f["exported_data"].attrs)
 
 
+def _assert_same(theirs_read: tuple[np.ndarray, dict], ours_read: tuple[np.ndarray, dict]) -> None:
+    """Values and every HDF5 attribute equal."""
+    (theirs, their_attrs), (ours, our_attrs) = theirs_read, ours_read
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, (ours.shape, theirs.shape, ours.dtype, theirs.dtype)
+    np.testing.assert_array_equal(ours, theirs)
+    assert sorted(our_attrs) == sorted(their_attrs)
+    for key, value in their_attrs.items():
+        assert np.array_equal(np.asarray(our_attrs[key]), np.asarray(value)), (key, our_attrs[key], value)
+
+
 @pytest.mark.parametrize("source", source_names(2))
 @pytest.mark.parametrize("case", sorted(PROJECTS))
 def test_every_source_as_ilastik(ilastik, workspace: Path, case: str, source: str):
@@ -62,12 +72,7 @@ def test_every_source_as_ilastik(ilastik, workspace: Path, case: str, source: st
         done = runner(args if who == "ilastik" else ["--headless", *args], workspace)
         assert done.returncode == 0, f"{who}: {done.output[-3000:]}"
         outputs[who] = _read(out)
-    (theirs, their_attrs), (ours, our_attrs) = outputs["ilastik"], outputs["ours"]
-    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, (ours.shape, theirs.shape, ours.dtype, theirs.dtype)
-    np.testing.assert_array_equal(ours, theirs)
-    assert sorted(our_attrs) == sorted(their_attrs)
-    for key, value in their_attrs.items():
-        assert np.array_equal(np.asarray(our_attrs[key]), np.asarray(value)), (key, our_attrs[key], value)
+    _assert_same(outputs["ilastik"], outputs["ours"])
 
 
 THREE_STAGES = Path(__file__).resolve().parents[1] / "data" / "autocontext"
@@ -86,9 +91,4 @@ def test_every_source_of_a_three_stage_project(ilastik, source: str, tmp_path: P
                 else run_gpuheadless(["--headless", *args], THREE_STAGES))
         assert done.returncode == 0, f"{who}: {done.output[-3000:]}"
         outputs[who] = _read(out)
-    (theirs, their_attrs), (ours, our_attrs) = outputs["ilastik"], outputs["ours"]
-    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, (ours.shape, theirs.shape, ours.dtype, theirs.dtype)
-    np.testing.assert_array_equal(ours, theirs)
-    assert sorted(our_attrs) == sorted(their_attrs)
-    for key, value in their_attrs.items():
-        assert np.array_equal(np.asarray(our_attrs[key]), np.asarray(value)), (key, our_attrs[key], value)
+    _assert_same(outputs["ilastik"], outputs["ours"])
