@@ -167,6 +167,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         export_dtype=args.export_dtype,
         output_axis_order=args.output_axis_order,
     )
+    if args.tree_count is not None and args.tree_count < 0:
+        raise UsageError(f"--tree-count must be a number of trees, got {args.tree_count}")
     if args.gpu_memory_mb is not None and args.gpu_memory_mb <= 0:
         raise UsageError(f"--gpu_memory_mb must be positive, got {args.gpu_memory_mb}")
     if not args.worker_timeout > 0:
@@ -285,7 +287,10 @@ def open_project(path: str) -> None:
 def _setup_logging(debug: bool, logfile: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if logfile:
-        handlers.append(logging.FileHandler(logfile))
+        try:
+            handlers.append(logging.FileHandler(logfile))
+        except OSError as exc:  # a missing folder, a folder given as the file
+            raise UserError(f"--logfile '{logfile}': cannot write it ({exc.strerror or exc})") from None
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",

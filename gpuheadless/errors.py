@@ -31,6 +31,13 @@ class NotImplementedYet(UsageError):
         super().__init__(msg + (f": {detail}" if detail else ""))
 
 
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an unexpected exception, cut to ``limit`` characters, for a one-line error."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 # HDF5 reports the system's error inside its own message: "... errno = 28, error message = ..."
 _HDF5_ERRNO = re.compile(r"errno = (\d+)")
 

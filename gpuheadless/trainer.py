@@ -15,7 +15,7 @@ import numpy as np
 from .backend import cpu_backend
 from .config import threads_from_env
 from .errors import UsageError, UserError, describe_write_error
-from .features.plan import FEATURE_IDS, FeatureSelection, make_plan
+from .features.plan import FEATURE_IDS, MAX_SCALE, FeatureSelection, make_plan
 from .forest.train import train_forest, vigra_mtry
 from .io.stacks import expand_members, open_input
 from .io import staging
@@ -63,8 +63,8 @@ def parse_features(spec: str) -> FeatureSelection:
                 scale = float(scale_text)
             except ValueError:
                 raise UsageError(f"--features: {item!r}: {scale_text!r} is not a number") from None
-            if not (0 < scale < float("inf")):
-                raise UsageError(f"--features: {item!r}: the scale must be a positive number")
+            if not (0 < scale < MAX_SCALE):
+                raise UsageError(f"--features: {item!r}: the scale must be a positive number below {MAX_SCALE:g}")
             wanted.add((name, scale))
         if not wanted:
             raise UsageError("--features: no feature selected")

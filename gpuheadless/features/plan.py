@@ -35,6 +35,10 @@ DOG_RATIO = 0.66
 STRUCTURE_TENSOR_GRADIENT_RATIO = 0.5
 
 
+# A selected scale must lie below this: the filters square it (beyond, it overflows to infinity).
+MAX_SCALE = 1e100
+
+
 @dataclass(frozen=True)
 class FeatureSelection:
     """A project's feature selection (``FeatureSelections`` group).
@@ -64,6 +68,9 @@ class FeatureSelection:
         unknown = set(self.feature_ids) - set(FEATURE_IDS)
         if unknown:
             raise ValueError(f"unknown feature ids {sorted(unknown)}")
+        for column, scale in enumerate(self.scales):
+            if np.any(self.matrix[:, column]) and not 0.0 < scale < MAX_SCALE:
+                raise ValueError(f"scale {scale} is selected; a scale is a positive number of pixels")
 
     @property
     def is_empty(self) -> bool:

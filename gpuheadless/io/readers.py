@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 import threading
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, brief
 from .paths import nickname, split_dataset_path
 
 _PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pbm", ".pgm", ".ppm", ".pnm"}
@@ -24,8 +22,6 @@ _TIFF_SUFFIXES = {".tif", ".tiff"}
 _HDF5_SUFFIXES = {".h5", ".hdf5", ".ilp"}
 
 
-# what a damaged or vanished file raises from its reader (h5py, tifffile, zlib, fsspec: OSError)
-_READ_ERRORS = (OSError, EOFError, zlib.error, struct.error)
 
 
 @dataclass
@@ -70,19 +66,35 @@ class ImageSource:
     scale_key: str | None = None
     scales: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if np.dtype(self.dtype).kind == "c":  # casting to float32 would drop the imaginary part unseen
+            raise UserError(f"input '{self.display}': complex numbers ({np.dtype(self.dtype)}) are not an image; "
+                            "gpuheadless reads real values only")
+        if 0 in self.shape:
+            raise UserError(f"input '{self.display}': the image is empty (shape {tuple(self.shape)})")
+
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         """Read ``region`` (slices in the file's axis order).
 
         Raises
         ------
         UserError
-            The file cannot be read there (a damaged chunk, a truncated file, a lost connection).
+            The file cannot be read there (a damaged chunk, a truncated file, a lost connection,
+            any error of the reader library on bytes it cannot decode), or it gives data of
+            another shape than its header declares.
         """
+        box = ", ".join(f"{s.start or 0}:{s.stop}" for s in region)
         try:
-            return np.asarray(self.read_region(region))
-        except _READ_ERRORS as exc:
-            box = ", ".join(f"{s.start or 0}:{s.stop}" for s in region)
-            raise UserError(f"input '{self.display}': cannot read [{box}] ({type(exc).__name__}: {exc})") from None
+            data = np.asarray(self.read_region(region))
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reader library's own error on damaged data
+            raise UserError(f"input '{self.display}': cannot read [{box}] ({brief(exc)})") from None
+        expected = tuple(len(range(*s.indices(n))) for s, n in zip(region, self.shape))
+        if len(region) == len(self.shape) and data.shape != expected:
+            raise UserError(f"input '{self.display}': [{box}] reads as shape {data.shape}, not the {expected} its header "
+                            f"declares (shape {self.shape}); the file is damaged")
+        return data
 
 
 def default_axes(shape: tuple[int, ...]) -> str:
@@ -279,6 +291,7 @@ def _open_tiff(external: str, base: dict) -> ImageSource:
         if "?" in axes or len(set(axes)) != len(axes):
             axes = default_axes(shape)
         resolutions, units = _tiff_pixel_sizes(tif, axes)
+        _check_tiff_size(tif.pages.first, base["display"])
 
     def decode() -> np.ndarray:
         with tifffile.TiffFile(external) as tif:
@@ -288,6 +301,15 @@ def _open_tiff(external: str, base: dict) -> ImageSource:
         axes=axes, shape=shape, dtype=dtype, read_region=_decoded_once(decode),
         resolutions=resolutions, axis_units=units, **base,
     )
+
+
+def _check_tiff_size(page: Any, display: str) -> None:
+    """An uncompressed page must hold the bytes its size tags declare (a lying header: damaged)."""
+    declared = int(np.prod(page.shaped, dtype=np.float64) * np.dtype(page.dtype).itemsize) if page.dtype is not None else 0
+    stored = sum(int(n) for n in page.databytecounts)
+    if page.compression == 1 and page.bitspersample % 8 == 0 and declared > stored:
+        raise UserError(f"input '{display}': its TIFF header declares {page.imagewidth} x {page.imagelength} pixels "
+                        f"({declared:,} bytes), the file holds {stored:,}; it is damaged")
 
 
 def _decoded_once(decode: Callable[[], np.ndarray]) -> Callable[[tuple[slice, ...]], np.ndarray]:

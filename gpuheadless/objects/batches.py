@@ -151,7 +151,8 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
         # Other objects are the neighbourhood's context: label them k + 1, beyond the objects computed.
         context_xyz = np.transpose(np.where(mine, batch, np.where(found > 0, k + 1, 0)), (2, 1, 0))
         features.update(neighbourhood_features(image_xyzc, context_xyz, local, reach, True, count=k, dims=dims))
-    result = {STANDARD_PLUGIN: {name: features[name] for name in selected.get(STANDARD_PLUGIN, [])},
+    # a name the project selects but no plugin computes is left out here; feature_matrix names it
+    result = {STANDARD_PLUGIN: {name: features[name] for name in selected.get(STANDARD_PLUGIN, []) if name in features},
               "Default features": defaults}
     for plugin in HULL_PLUGINS:
         if selected.get(plugin):

@@ -5,6 +5,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ..errors import UserError
 from ..forest.model import Forest
 from ..forest.predict import predict_cpu
 
@@ -14,12 +15,22 @@ def feature_matrix(features: Mapping[str, Mapping[str, np.ndarray]], selected: M
 
     Plugins in ``sorted`` order, then their selected features in ``sorted`` order, each with its
     columns as computed; float32, NaN and infinities replaced by 0, as ilastik does.
+
+    Raises
+    ------
+    UserError
+        A selected feature that was not computed (a name no plugin knows).
     """
     columns = []
     for plugin in sorted(selected):
         for name in sorted(selected[plugin]):
+            if name not in features.get(plugin, {}):
+                raise UserError(f"the project selects the object feature '{name}' of '{plugin}', which gpuheadless "
+                                "does not compute (a damaged project?)")
             columns.append(np.asarray(features[plugin][name], dtype=np.float32))
-    matrix = np.concatenate(columns, axis=1) if columns else np.zeros((1, 0), np.float32)
+    # no feature selected: no columns, still one row per object (the default features have them)
+    rows = max((len(v) for tables in features.values() for v in tables.values()), default=1)
+    matrix = np.concatenate(columns, axis=1) if columns else np.zeros((rows, 0), np.float32)
     matrix[~np.isfinite(matrix)] = 0.0
     return matrix
 
@@ -28,12 +39,18 @@ def object_probabilities(forest: Forest | None, matrix: np.ndarray, n_classes: i
     """``(n + 1, n_classes)`` probabilities; the background row and a lone background are zeros.
 
     Columns follow the forest's labels (label k in column k - 1).
+
+    Raises
+    ------
+    UserError
+        The rows have another number of features than the forest expects.
     """
     out = np.zeros((matrix.shape[0], n_classes), dtype=np.float32)
     if forest is None or matrix.shape[0] <= 1:
         return out
-    if matrix.shape[1] != forest.n_features:
-        raise ValueError(f"the object classifier expects {forest.n_features} features, got {matrix.shape[1]}")
+    if matrix.shape[1] != forest.n_features:  # the project's selection and forest disagree, or the channels differ
+        raise UserError(f"the project's object classifier expects {forest.n_features} features, its selected features "
+                        f"give {matrix.shape[1]} here (a damaged project, or inputs with other channels than its training data)")
     scores = predict_cpu(forest, matrix)
     for column, label in enumerate(forest.labels):
         if 1 <= label <= n_classes:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, brief
 from ..forest.model import Forest
+from ..project.ilp import read_item
 from ..project.safe_pickle import safe_loads
 from ..project.vigra_forest import VigraForestError, read_vigra_forests
 from .threshold import ThresholdSettings
@@ -57,8 +59,29 @@ class ObjectProject:
 
 
 def _text(value: Any) -> str:
-    value = value[()] if isinstance(value, h5py.Dataset) else value
+    value = read_item(value) if isinstance(value, h5py.Dataset) else value
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+MAX_SIGMA = 1000.0  # pixels; the smoothing window has 4 sigma + 1 taps
+
+
+def _sigma(dataset: h5py.Dataset) -> float:
+    """A threshold smoothing sigma: a finite number of pixels from 0 to :data:`MAX_SIGMA`."""
+    value = float(dataset[()])
+    if not 0.0 <= value <= MAX_SIGMA:
+        raise ValueError(f"{dataset.name} is {value}, not a smoothing sigma from 0 to {MAX_SIGMA:g} pixels")
+    return value
+
+
+def _margin(dataset: h5py.Dataset, name: str) -> np.ndarray:
+    """A neighbourhood feature's margins: 2 or 3 whole numbers of pixels (x, y[, z]), at least 1."""
+    values = np.asarray(dataset[()])
+    if values.ndim != 1 or len(values) not in (2, 3) or values.dtype.kind not in "iuf" or not np.all(values >= 1) \
+            or not np.all(values == np.floor(values)):
+        raise ValueError(f"the margin of '{name}' is {values.tolist() if values.size < 8 else values.shape}, "
+                         "not 2 or 3 whole numbers of pixels")
+    return values.astype(np.int64)
 
 
 def workflow_variant(path: str | os.PathLike[str]) -> str | None:
@@ -66,19 +89,29 @@ def workflow_variant(path: str | os.PathLike[str]) -> str | None:
     try:
         with h5py.File(path, "r") as f:
             name = _text(f["workflowName"]) if "workflowName" in f else ""
-    except OSError:
+    except Exception:  # noqa: BLE001 - unreadable, or a broken workflowName: not one (the pixel reader says why)
         return None
     return VARIANTS.get(name)
 
 
 def read_object_project(path: str | os.PathLike[str]) -> ObjectProject:
-    """Read an Object Classification project; UserError naming the file on anything unusable."""
+    """Read an Object Classification project; UserError naming the file on anything unusable.
+
+    The file may come from anyone: any error while decoding it (an item missing, renamed or of
+    another type, a malformed forest, an absurd size) is a damaged project, reported in one line.
+    """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            return _read(f, path)
+            with warnings.catch_warnings():  # a complex value where a number belongs: damaged
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+                return _read(f, path)
+    except UserError:
+        raise
     except OSError as exc:
         raise UserError(f"project file '{path}': not a readable .ilp ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed item makes the decoding raise
+        raise UserError(f"project file '{path}' is damaged ({brief(exc)})") from None
 
 
 def _read(f: h5py.File, path: Path) -> ObjectProject:
@@ -101,8 +134,10 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
             method=method, low=low, high=value("HighThreshold", 0.8), channel=int(value("Channel", 0)),
             core_channel=int(value("CoreChannel", value("Channel", 0))), min_size=int(value("MinSize", 10)),
             max_size=int(value("MaxSize", 1000000)),
-            sigmas=tuple(float(sigma[a][()]) if sigma is not None and a in sigma else 1.0 for a in "zyx"),
+            sigmas=tuple(_sigma(sigma[a]) if sigma is not None and a in sigma else 1.0 for a in "zyx"),
         )
+        if min(settings.channel, settings.core_channel) < 0:
+            raise ValueError(f"ThresholdTwoLevels thresholds channel {min(settings.channel, settings.core_channel)}")
     selected: dict[str, list[str]] = {}
     margins: dict[str, np.ndarray] = {}
     display: dict[str, str] = {}
@@ -116,10 +151,11 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
                 if group is source:
                     selected.setdefault(plugin, []).append(name)
                 if "margin" in item:
-                    margins[name] = np.asarray(item["margin"][()])
+                    margins[name] = _margin(item["margin"], name)
                 if "displaytext" in item:
                     display[name] = _text(item["displaytext"])
-    label_names = [_text(n) for n in f["ObjectClassification/LabelNames"][()]] if "ObjectClassification/LabelNames" in f else []
+    label_names = ([_text(n) for n in read_item(f["ObjectClassification/LabelNames"])]
+                   if "ObjectClassification/LabelNames" in f else [])
     forest = None
     if "ObjectClassification/ClassifierForests" in f:
         g = f["ObjectClassification/ClassifierForests"]
@@ -132,7 +168,7 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
     table_settings, table_features = None, []
     if "ObjectClassification/ExportSettings" in f:
         try:
-            stored = safe_loads(bytes(f["ObjectClassification/ExportSettings"][()]))
+            stored = safe_loads(bytes(read_item(f["ObjectClassification/ExportSettings"])))
         except Exception:  # a pickle we do not accept is treated as "no settings"
             stored = (None, None)
         if isinstance(stored, tuple) and len(stored) == 2 and isinstance(stored[0], dict):
@@ -154,8 +190,15 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
     if "ObjectClassification/LabelInputs" in f:
         for lane_name, lane_group in f["ObjectClassification/LabelInputs"].items():
             for t_name, values in lane_group.items():
-                if np.any(values[()]):
-                    labels[(int(lane_name), int(t_name))] = np.asarray(values[()])
+                classes = np.asarray(values[()])
+                wide = classes.astype(np.float64) if classes.dtype.kind in "biuf" else None  # float16 overflows at 2**32
+                if classes.ndim != 1 or wide is None or not (
+                        np.all(np.isfinite(wide)) and np.all(wide >= 0) and np.all(wide == np.floor(wide))
+                        and np.all(wide < 2**32)):
+                    raise ValueError(f"{values.name} holds {classes.dtype} of shape {classes.shape}, not one class "
+                                     "(a whole number, 0 unlabelled) per object")
+                if np.any(classes):
+                    labels[(int(lane_name), int(t_name))] = classes
     lanes = []
     infos = f.get("Input Data/infos")
     for lane_name in sorted(infos) if infos is not None else []:

@@ -196,6 +196,7 @@ def _training_rows(config, project: ObjectProject, raw_path: str, second_path: s
                         f"classifier: {exc}") from None
     budget = block_budget_bytes(config)
     try:
+        _check_channels(project, second, second_path)
         with _scratch(raw.shape[:4], budget) as labels_scratch:
             for t, classes in sorted(wanted.items()):
                 _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, ops, classify=False)
@@ -207,6 +208,14 @@ def _training_rows(config, project: ObjectProject, raw_path: str, second_path: s
         raw.source.close()
         second.source.close()
     return np.concatenate(rows), np.concatenate(targets)
+
+
+def _check_channels(project: ObjectProject, second: Lane, second_path: str) -> None:
+    """Prediction maps (training ones too) must have the channels the project thresholds."""
+    channel = max(project.threshold.channel, project.threshold.core_channel)
+    if project.variant in ("prediction", "pixel") and second.n_channels <= channel:
+        raise UserError(f"prediction maps '{second_path}' have {second.n_channels} channel(s); the project "
+                        f"thresholds channel {channel}")
 
 
 def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
@@ -223,9 +232,7 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
     try:
         if second.shape[:4] != raw.shape[:4]:
             raise UserError(f"'{second_path}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_path}' {raw.shape[:4]}")
-        if project.variant in ("prediction", "pixel") and second.n_channels <= max(project.threshold.channel, project.threshold.core_channel):
-            raise UserError(f"prediction maps '{second_path}' have {second.n_channels} channel(s); the project "
-                            f"thresholds channel {max(project.threshold.channel, project.threshold.core_channel)}")
+        _check_channels(project, second, second_path)
         budget = block_budget_bytes(config)
         with _scratch(raw.shape[:4], budget) as scratch:
             results = [_time_point(project, raw, second, t, budget, scratch, ops) for t in range(raw.shape[0])]

@@ -14,8 +14,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..config import RunConfig, resident_memory_mb
+from ..errors import UserError
 from ..export import ExportTransform
-from .blocks import Block, choose_block_shape, iter_blocks
+from .blocks import Block, choose_block_shape, count_blocks, iter_blocks
 from .timing import process_age_s
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 _BLOCK_SHARE = 0.85
 _MIN_BLOCK_BUDGET = 64 * 2**20
 _GPU_SHARE = 0.8
+# Blocks planned for one lane at most: the plan is a list (about 300 bytes a block), and a lane
+# of more blocks would take months. Only a header declaring an absurd shape gets there.
+MAX_BLOCKS = 2**22
 
 
 def block_budget_bytes(config: RunConfig, backend: Any = None) -> float:
@@ -60,6 +64,11 @@ def layout_blocks(
     """Blocks covering ``region`` whose working set fits ``budget`` per worker.
 
     ``block_shape`` imposes the blocks (an unfinished output being resumed keeps its layout).
+
+    Raises
+    ------
+    UserError
+        More than :data:`MAX_BLOCKS` blocks (a header declaring an absurd shape).
     """
     start = tuple(region[a][0] for a in "zyx")
     stop = tuple(region[a][1] for a in "zyx")
@@ -70,6 +79,10 @@ def layout_blocks(
     sharing = max(config.threads, 1) if config.scheduler else workers  # cluster workers each have the budget
     shape = block_shape or choose_block_shape(tuple(b - a for a, b in zip(start, stop)), halo, lane.n_channels,
                                               n_features, task.n_classes, budget, workers, sharing)
+    count = count_blocks(tuple(b - a for a, b in zip(start, stop)), shape) * len(range(*region["t"]))
+    if count > MAX_BLOCKS:
+        raise UserError(f"input '{lane.source.display}': {count:,} blocks of {shape} (z,y,x) to compute, more than the "
+                        f"{MAX_BLOCKS:,} gpuheadless plans for one input; is its declared shape {lane.shape} (t,z,y,x,c) right?")
     blocks = list(iter_blocks(range(*region["t"]), start, stop, shape))
     log.debug("%d block(s) of %s (z,y,x) with halo %s", len(blocks), shape, halo)
     return BlockLayout(blocks, shape, halo, region)

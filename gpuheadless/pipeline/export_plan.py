@@ -133,7 +133,14 @@ def _input_files(display: str, cwd: str) -> list[tuple[str, str | None]]:
 def effective_format(config: RunConfig, project: Project) -> str:
     """``--output_format``, else the project's stored format, else ilastik's default; checked."""
     output_format = config.export.output_format or project.export.get("output_format") or DEFAULT_FORMAT
-    formats.check_supported(output_format)
+    try:
+        formats.check_supported(output_format)
+    except UsageError as exc:
+        if config.export.output_format:
+            raise
+        # the project's stored setting, not a flag the user gave: say so
+        raise UsageError(f"project file '{project.path}': its stored export format "
+                         f"{str(exc).removeprefix('--output_format ')}; --output_format overrides it") from None
     return output_format
 
 
@@ -143,6 +150,8 @@ def check_filename_options(config: RunConfig, project: Project, output_format: s
     sequence = formats.is_sequence(output_format)
     known = _LANE_KEYS | _ROI_KEYS | ({"slice_index"} if sequence else set())
     for option, text in (("--output_filename_format", pattern), ("--output_internal_path", _internal_pattern(config, project))):
+        if not getattr(config.export, option[2:]):  # the project's stored setting, not a flag the user gave
+            option = f"project file '{project.path}': its stored {option[2:]}"
         unknown = [name for name in placeholder_names(text) if name not in known]
         if unknown:
             hint = " ({slice_index} is only for sequence formats)" if "slice_index" in unknown else ""

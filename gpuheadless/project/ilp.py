@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, brief
 from ..features.plan import FeatureSelection
 from ..forest.model import Forest
 from .safe_pickle import PickledClass, PickledObject, UnsafePickleError, safe_loads
@@ -111,10 +112,43 @@ class Project:
 
     @property
     def tree_count(self) -> int:
-        return int(self.factory.get("_num_trees", 100) or 100)
+        """Trees of a retrained forest: the classifier factory's ``_num_trees`` (default 100).
+
+        Raises
+        ------
+        UserError
+            The factory asks for something else than a positive number of trees.
+        """
+        value = self.factory.get("_num_trees", 100) or 100
+        try:
+            count = int(value)
+        except (TypeError, ValueError, OverflowError):
+            count = 0
+        if count < 1:
+            raise UserError(f"project file '{self.path}': its classifier factory asks for {repr(value)[:40]} trees")
+        return count
+
+
+def read_item(dataset: h5py.Dataset) -> Any:
+    """``dataset[()]``, refusing variable-length sequences: ilastik stores none, and reading one made
+    by damaged bytes (a string's type turned into a sequence's) crashes the HDF5 library.
+
+    Raises
+    ------
+    ValueError
+        The dataset holds variable-length sequences.
+    """
+    base = h5py.check_vlen_dtype(dataset.dtype)
+    if base is not None and base not in (str, bytes):
+        raise ValueError(f"{dataset.name} holds variable-length sequences, not an ilastik item")
+    return dataset[()]
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, h5py.Group):
+        raise TypeError(f"{value.name} is a group, not text")
+    if isinstance(value, h5py.Dataset):
+        value = read_item(value)
     if isinstance(value, np.ndarray):
         value = value.item() if value.shape == () else value.tobytes()
     if isinstance(value, np.void):
@@ -125,7 +159,7 @@ def _text(value: Any) -> str:
 
 
 def _texts(dataset: h5py.Dataset) -> list[str]:
-    return [_text(v) for v in np.asarray(dataset[()]).reshape(-1)]
+    return [_text(v) for v in np.asarray(read_item(dataset)).reshape(-1)]
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -139,7 +173,8 @@ def read_project(path: str | os.PathLike[str]) -> Project:
     ------
     UserError
         Missing or unreadable file, not an ilastik project, another workflow, a refused pickle,
-        or a malformed group; the message names the file.
+        or a malformed group (any error decoding an item: the file may come from anyone); the
+        message names the file.
     """
     path = Path(os.path.expanduser(os.fspath(path)))
     if not path.exists():
@@ -152,17 +187,19 @@ def read_project(path: str | os.PathLike[str]) -> Project:
         raise UserError(f"project file '{path}' is not an ilastik project (cannot open it as HDF5: {exc})") from None
     try:
         with handle as f:
-            return _read(f, path.resolve())
+            with warnings.catch_warnings():  # a complex value where a number belongs: damaged
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+                return _read(f, path.resolve())
     except UserError:
         raise
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise UserError(f"project file '{path}' is damaged or not a Pixel Classification project ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed item makes the decoding raise
+        raise UserError(f"project file '{path}' is damaged or not a Pixel Classification project ({brief(exc)})") from None
 
 
 def _read(f: h5py.File, path: Path) -> Project:
-    version = _text(f["ilastikVersion"][()]) if "ilastikVersion" in f else ""
+    version = _text(f["ilastikVersion"]) if "ilastikVersion" in f else ""
     if "workflowName" in f:
-        workflow = _text(f["workflowName"][()])
+        workflow = _text(f["workflowName"])
     elif "PixelClassification" not in f:
         raise UserError(f"project file '{path}' is not an ilastik project (no workflowName, no PixelClassification group)")
     else:
@@ -259,20 +296,20 @@ def _read_lanes(f: h5py.File, project_dir: Path) -> list[TrainingLane]:
             continue
         axes, resolutions = "", {}
         if "axistags" in raw:
-            tags = json.loads(_text(raw["axistags"][()]))
+            tags = json.loads(_text(raw["axistags"]))
             axes = "".join(a["key"] for a in tags["axes"])
             resolutions = {a["key"]: float(a.get("resolution", 0) or 0) for a in tags["axes"]}
         elif "axisorder" in raw:
-            axes = _text(raw["axisorder"][()])
-        units = json.loads(_text(raw["axis_units"][()])) if "axis_units" in raw else {}
+            axes = _text(raw["axisorder"])
+        units = json.loads(_text(raw["axis_units"])) if "axis_units" in raw else {}
         shape = tuple(int(v) for v in raw["shape"][()]) if "shape" in raw else None
         lanes.append(
             TrainingLane(
                 index=int(re.sub(r"\D", "", name) or 0),
-                file_path=_text(raw["filePath"][()]),
+                file_path=_text(raw["filePath"]),
                 axes=axes,
                 shape=shape,
-                nickname=_text(raw["nickname"][()]) if "nickname" in raw else "",
+                nickname=_text(raw["nickname"]) if "nickname" in raw else "",
                 project_dir=project_dir,
                 resolutions=resolutions,
                 axis_units=units or {},
@@ -356,7 +393,7 @@ def _to_internal_order(values: np.ndarray, slices: tuple[slice, ...], lane: Trai
 def _read_factory(pc: h5py.Group, path: Path) -> dict[str, Any]:
     if "ClassifierFactory" not in pc:
         return {}
-    data = pc["ClassifierFactory"][()]
+    data = read_item(pc["ClassifierFactory"])
     raw = data.tobytes() if isinstance(data, (np.void, np.ndarray)) else data
     if isinstance(raw, str):
         raw = raw.encode("latin1")
@@ -378,7 +415,7 @@ def _read_forest(pc: h5py.Group, path: Path, n_label_names: int) -> tuple[Forest
     g = pc["ClassifierForests"]
     kind = "ParallelVigraRfLazyflowClassifier"
     if "pickled_type" in g:
-        data = g["pickled_type"][()]
+        data = read_item(g["pickled_type"])
         raw = data.tobytes() if isinstance(data, (np.void, np.ndarray)) else data
         try:
             cls = safe_loads(raw)
@@ -398,7 +435,8 @@ def _read_forest(pc: h5py.Group, path: Path, n_label_names: int) -> tuple[Forest
     except (VigraForestError, KeyError) as exc:
         raise UserError(f"project file '{path}': stored forest is malformed ({exc})") from None
     if "known_labels" in g:
-        known = np.asarray(g["known_labels"][()], dtype=np.uint32).reshape(-1)
+        with np.errstate(invalid="ignore"):  # only compared, for a warning: NaN or negative labels just differ
+            known = np.asarray(g["known_labels"][()]).astype(np.uint32).reshape(-1)
         if len(known) == forest.n_classes and not np.array_equal(known, forest.labels):
             log.warning("%s: known_labels %s differ from the forests' labels %s", path, known, forest.labels)
     if n_label_names and forest.n_classes > n_label_names:
@@ -422,7 +460,7 @@ def _read_export(f: h5py.File) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, name in _EXPORT_KEYS.items():
         if key in g:
-            value = _text(g[key][()])
+            value = _text(g[key])
             if value:
                 out[name] = value
     if "RegionStart" in g and "RegionStop" in g:

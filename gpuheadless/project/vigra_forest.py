@@ -24,6 +24,17 @@ def _scalar(group: h5py.Group, name: str, default: float | None = None) -> float
     return float(np.asarray(group[name][()]).reshape(-1)[0])
 
 
+def _class_labels(dataset: h5py.Dataset) -> np.ndarray:
+    """A forest's class labels: whole numbers from 0 to 2**32 - 1, as uint32."""
+    values = np.asarray(dataset[()]).reshape(-1)
+    wide = values.astype(np.float64) if values.dtype.kind in "biuf" else None  # float16 overflows at 2**32
+    if wide is None or (wide.size and not (
+            np.all(np.isfinite(wide)) and np.all(wide >= 0) and np.all(wide <= 2**32 - 1)
+            and np.all(wide == np.floor(wide)))):
+        raise VigraForestError(f"{dataset.name}: {values.dtype} values {values[:4].tolist()} are not class labels")
+    return values.astype(np.uint32)
+
+
 def _decode_tree(topology: np.ndarray, parameters: np.ndarray, n_classes: int, weighted: bool):
     """Walk one vigra tree from its root (topology index 2) into tree-local node arrays."""
     order: list[int] = []  # topology offsets in visit order
@@ -81,7 +92,7 @@ def read_vigra_forests(groups: Sequence[h5py.Group]) -> Forest:
     for group in groups:
         ext = group["_ext_param"]
         opts = group["_options"]
-        group_labels = np.asarray(ext["labels"][()], dtype=np.uint32).reshape(-1)
+        group_labels = _class_labels(ext["labels"])
         columns = int(_scalar(ext, "column_count_"))
         n_classes = int(_scalar(ext, "class_count_"))
         if len(group_labels) != n_classes:
@@ -94,7 +105,10 @@ def read_vigra_forests(groups: Sequence[h5py.Group]) -> Forest:
         tree_names = [name for name in group.keys() if not name.startswith("_")]
         for name in tree_names:  # h5py lists names in order, as vigra loads them
             tree = group[name]
-            topology = np.asarray(tree["topology"][()], dtype=np.int64)
+            topology = np.asarray(tree["topology"][()])
+            if topology.dtype.kind not in "iu":
+                raise VigraForestError(f"{tree.name}: topology of {topology.dtype}, not integers")
+            topology = topology.astype(np.int64)
             parameters = np.asarray(tree["parameters"][()], dtype=np.float64)
             if len(topology) < 4 or topology[1] != n_classes:
                 raise VigraForestError(f"{tree.name}: topology header does not match the forest")
