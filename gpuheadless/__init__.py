@@ -9,13 +9,13 @@ __version__ = "0.1.0"
 from .api import predict, train  # noqa: E402
 from .errors import UsageError, UserError  # noqa: E402
 
-__all__ = ["AutocontextPipeline", "PixelClassificationPipeline", "UserError", "UsageError", "__version__", "from_project_file", "predict",
-           "train"]
+_API = ("AutocontextPipeline", "ObjectClassificationPipeline", "PixelClassificationPipeline", "from_project_file")
+__all__ = [*_API, "UserError", "UsageError", "__version__", "predict", "train"]
 
 
 def __getattr__(name: str):
     """ilastik's API names, imported when first used (the command line does not need them)."""
-    if name in ("AutocontextPipeline", "PixelClassificationPipeline", "from_project_file"):
+    if name in _API:
         from .experimental import api  # noqa: PLC0415
 
         return getattr(api, name)

@@ -7,10 +7,13 @@ wrong channel count or number of spatial axes), same result axes (the training d
 
 ``AutocontextPipeline`` gives each stage's probabilities (``get_probabilities_stage_1`` and
 ``_2``, as ilastik's, and ``get_probabilities(data, stage=n)`` for any stage).
+``ObjectClassificationPipeline`` (:mod:`.object_api`) gives objects, their classes and the object
+table from the raw data and prediction maps or a segmentation.
 
 Accepted data: an ``xarray.DataArray`` with dims named from ``t, z, y, x, c`` (an xarray comes
-back), a NumPy array with ``axes="yxc"`` (a NumPy array comes back, in the result axes), and a
-Dask array with ``axes`` (a lazy Dask array comes back).
+back), a NumPy array with ``axes="yxc"`` (a NumPy array comes back, in the result axes), a
+Dask array with ``axes`` (a lazy Dask array comes back), and a CuPy array with ``axes`` (a CuPy
+array comes back; on the GPU backend it never leaves the GPU).
 """
 from __future__ import annotations
 
@@ -23,9 +26,13 @@ import numpy as np
 from ..backend import select_backend
 from ..config import RunConfig, ram_budget_from_env, threads_from_env
 from ..errors import UserError
-from ..pipeline.in_memory import (ArrayAxesError, ArrayTask, array_source, check_axes, check_fits, probabilities_tzyxc,
-                                  result_axes, to_axes)
+from ..pipeline.in_memory import (ArrayTask, array_source, check_fits, device_source, probabilities_tzyxc, result_axes,
+                                  to_axes)
 from ..project.ilp import read_project
+from ..objects.project import workflow_variant
+from .arrays import is_cupy, is_dask, like, to_host, unwrap
+from .object_api import (ObjectClassificationFromPredictionPipeline, ObjectClassificationFromSegmentationPipeline,
+                         ObjectClassificationPipeline, ObjectClassificationResult)
 
 
 class PixelClassificationPipeline:
@@ -75,15 +82,17 @@ class PixelClassificationPipeline:
 
         Parameters
         ----------
-        raw_data : xarray.DataArray, numpy.ndarray or dask.array.Array
+        raw_data : xarray.DataArray, numpy.ndarray, dask.array.Array or cupy.ndarray
             The image, with the training data's number of spatial axes and channels. Dims of an
-            xarray name the axes; other arrays need ``axes``.
+            xarray name the axes; other arrays need ``axes``. A CuPy array stays on the GPU when
+            the pipeline's device is the GPU (blocks are read, computed and stored there);
+            on the CPU it is copied to the host and the result back to the GPU.
         axes : str, optional
             The axes of a NumPy or Dask array, e.g. ``"yx"``, ``"zyxc"``.
 
         Returns
         -------
-        xarray.DataArray, numpy.ndarray or dask.array.Array
+        xarray.DataArray, numpy.ndarray, dask.array.Array or cupy.ndarray
             float32, the axes of the training data plus ``c`` (one channel per class, in the
             project's label order); the same kind of array as given.
 
@@ -104,14 +113,17 @@ class PixelClassificationPipeline:
     def _probabilities(self, raw_data: Any, axes: str | None, stage: int) -> Any:
         """Stage ``stage``'s probabilities (0-based), the stages before it run on the way."""
         task = ArrayTask(self._project, self._project.forest, self._backend, self._config, stage)
-        data, axes, wrap = _unwrap(raw_data, axes)
+        data, axes, wrap = unwrap(raw_data, axes)
         check_fits(task.project, task.forest, axes, tuple(data.shape))
         wanted = result_axes(task.project, axes, tuple(data.shape))
-        if _is_dask(data):
+        if is_dask(data):
             from ..pipeline.lazy_arrays import lazy_probabilities  # noqa: PLC0415 - dask is an optional extra
 
             return wrap(lazy_probabilities(task, data, axes, wanted), wanted)
-        result = probabilities_tzyxc(task, array_source(np.asarray(data), axes), axes)
+        if is_cupy(data) and self._backend.on_device:
+            result = probabilities_tzyxc(task, device_source(data, axes), axes, on_device=True)
+        else:  # a CuPy array on the CPU backend is computed on the host and goes back to the GPU
+            result = like(probabilities_tzyxc(task, array_source(to_host(data), axes), axes), data)
         return wrap(to_axes(result, wanted), wanted)
 
 
@@ -146,29 +158,15 @@ class AutocontextPipeline(PixelClassificationPipeline):
         return self._probabilities(raw_data, axes, stage - 1)
 
 
-def from_project_file(path: str | os.PathLike[str]) -> PixelClassificationPipeline:
-    """Deprecated: :meth:`PixelClassificationPipeline.from_ilp_file`, as in ilastik."""
+def from_project_file(path: str | os.PathLike[str]) -> Any:
+    """Deprecated: :meth:`PixelClassificationPipeline.from_ilp_file`, as in ilastik; an Object
+    Classification project gives its :class:`ObjectClassificationPipeline`, as ilastik's did."""
     warnings.warn("The `from_project_file` function will disappear in future versions. Please use "
                   "`PixelClassificationPipeline.from_ilp_file(path)`", DeprecationWarning, stacklevel=2)
+    if workflow_variant(path):
+        return ObjectClassificationPipeline.from_ilp_file(path)
     return PixelClassificationPipeline.from_ilp_file(path)
 
 
-def _is_dask(data: Any) -> bool:
-    return type(data).__module__.startswith("dask.")
-
-
-def _unwrap(raw_data: Any, axes: str | None) -> tuple[Any, str, Any]:
-    """The bare array, its axes, and a function wrapping a result like the input."""
-    if type(raw_data).__module__.startswith("xarray."):
-        import xarray  # noqa: PLC0415
-
-        dims = "".join(str(d) for d in raw_data.dims)
-        data = raw_data.data
-        return data, check_axes(dims, data.ndim), lambda result, wanted: xarray.DataArray(result, dims=tuple(wanted))
-    if axes is None:
-        raise ArrayAxesError(f"a {type(raw_data).__name__} has no axis names: pass axes=, e.g. axes='yx', or an "
-                             "xarray.DataArray with dims")
-    return raw_data, check_axes(axes, np.ndim(raw_data)), lambda result, wanted: result
-
-
-__all__ = ["AutocontextPipeline", "PixelClassificationPipeline", "from_project_file"]
+__all__ = ["AutocontextPipeline", "ObjectClassificationFromPredictionPipeline", "ObjectClassificationFromSegmentationPipeline",
+           "ObjectClassificationPipeline", "ObjectClassificationResult", "PixelClassificationPipeline", "from_project_file"]

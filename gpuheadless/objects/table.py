@@ -56,20 +56,11 @@ def _number(value: np.generic) -> str:
 
 
 def write_csv_table(path: str, project: ObjectProject, results) -> str:
-    names = project.label_names or ["Label 1"]
-    header = ["object_id", "timestep", "labelimage_oid", "User Label", "Predicted Class"]
-    header += [f"Probability of {n}" for n in names]
-    table_columns = columns(project, results[0][2]) if results else []
-    lines = [",".join(header + [c[0] for c in table_columns])]
-    row_id = 0
-    for t, (ids, probabilities, features) in enumerate(results):
-        classes = predicted_classes(probabilities, project.forest is not None)
-        for oid in range(1, probabilities.shape[0]):
-            values = [str(row_id), str(t), str(oid), "0", names[classes[oid] - 1] if classes[oid] else "0"]
-            values += [_number(np.float32(p)) for p in probabilities[oid]]
-            values += [_number(features[plugin][name][oid, k]) for _, plugin, name, k in table_columns]
-            lines.append(",".join(values))
-            row_id += 1
+    """The CSV table of ``--table_filename``: one row per object of every time point, values
+    printed as ilastik prints them."""
+    header, cells, where = table_rows(project, results)
+    lines = [",".join(header)]
+    lines += [",".join(_number(column[row]) for column in cells) for row in range(len(where))]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = staging.temporary_file(path)
     try:
@@ -79,12 +70,30 @@ def write_csv_table(path: str, project: ObjectProject, results) -> str:
         staging.remove(tmp)
         raise
     staging.commit(tmp, path)
-    log.info("Wrote the object table %s (%d objects)", path, row_id)
+    log.info("Wrote the object table %s (%d objects)", path, len(where))
     return path
 
 
-def _rows(project: ObjectProject, results):
-    """(header, per-column NumPy values, per-row (t, object id)) of the table."""
+def table_rows(project: ObjectProject, results) -> tuple[list[str], list[list], list[tuple[int, int]]]:
+    """The object table as values: the one source of the CSV, HDF5 and DataFrame tables.
+
+    Parameters
+    ----------
+    project : ObjectProject
+    results : list of (ObjectIds, probabilities, features)
+        One entry per time point (see :func:`~gpuheadless.objects.workflow.lane_results`).
+
+    Returns
+    -------
+    header : list of str
+        ``object_id``, ``timestep``, ``labelimage_oid``, ``User Label``, ``Predicted Class``,
+        ``Probability of <class>``, then the feature columns (:func:`columns`).
+    cells : list of lists
+        Per column, one value per object: ``numpy.int64`` ids, ``str`` labels and classes,
+        ``numpy.float32`` probabilities, features in their computed type.
+    where : list of (t, object id)
+        Per row, the time point and the object's id in that time point's Object Identities.
+    """
     names = project.label_names or ["Label 1"]
     table_columns = columns(project, results[0][2]) if results else []
     header = ["object_id", "timestep", "labelimage_oid", "User Label", "Predicted Class"]
@@ -110,7 +119,7 @@ def write_h5_table(path: str, project: ObjectProject, results, raw: Lane, settin
     raw cut-out over its bounding box widened by ``margin`` (or the whole raw image once with
     ``include raw``)."""
 
-    header, cells, where = _rows(project, results)
+    header, cells, where = table_rows(project, results)
     fields, data = [], []
     for name, values in zip(header, cells):
         if values and isinstance(values[0], str):

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..errors import UsageError, UserError, writing_output
-from ..backend import select_backend
+from ..backend import Backend, select_backend
 from ..export import ExportTransform, make_transform, output_axes
 from ..io import formats, staging
 from ..io.guarded_file import hdf5_output
@@ -95,15 +95,11 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     if "Pixel Probabilities" in options.extra_sources and project.variant != "pixel":
         raise UsageError("--export_pixel_probability_img: only the Pixel + Object Classification workflow has pixel "
                          "probabilities")
-    unsupported = sorted(p for p in project.selected if p not in PLUGINS)
-    if unsupported:
-        raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
-                         f"implemented (only those of {', '.join(PLUGINS)})")
+    check_plugins(project)
     check_output_collisions(_all_targets(config, options, project, source), config.inputs + [p for p in second_inputs if p],
                             config.cwd)
     ops = _object_kernels(config)
-    if project.forest is None and project.labels:
-        project.forest = _train(config, project, ops)
+    train_if_needed(config, project, ops)
     written, failures = [], []
     with staging.scratch_folder("gpuheadless-pixel-") as scratch:
         for raw_path, second_path in zip(config.inputs, second_inputs):
@@ -115,6 +111,20 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
                 failures.append(str(exc))
                 log.error("%s", exc)
     return written, failures
+
+
+def check_plugins(project: ObjectProject) -> None:
+    """Refuse a project selecting features of a plugin gpuheadless does not compute (UsageError)."""
+    unsupported = sorted(p for p in project.selected if p not in PLUGINS)
+    if unsupported:
+        raise UsageError(f"project file '{project.path}': the object features of {', '.join(unsupported)} are not "
+                         f"implemented (only those of {', '.join(PLUGINS)})")
+
+
+def train_if_needed(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU) -> None:
+    """A project with labelled objects but no stored forest gets one trained now, as ilastik does."""
+    if project.forest is None and project.labels:
+        project.forest = _train(config, project, ops)
 
 
 def _all_targets(config: RunConfig, options: ObjectOptions, project: ObjectProject, source: str) -> list[OutputTarget]:
@@ -160,7 +170,11 @@ def _lane_targets(config: RunConfig, options: ObjectOptions, project: ObjectProj
 
 def _object_kernels(config: RunConfig) -> ObjectKernels:
     """The CUDA smoothing, labelling and object sums when the run uses the GPU, else the CPU's."""
-    backend = select_backend(config.device)
+    return object_kernels(select_backend(config.device))
+
+
+def object_kernels(backend: Backend) -> ObjectKernels:
+    """The smoothing, labelling and object sums of ``backend``: its CUDA kernels, or the CPU's."""
     return gpu_object_kernels(backend.kernels, backend.xp) if backend.kernels is not None else CPU
 
 
@@ -230,14 +244,9 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
     raw = _open(config, raw_path, project)
     second = _open(config, second_path, project)
     try:
-        if second.shape[:4] != raw.shape[:4]:
-            raise UserError(f"'{second_path}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_path}' {raw.shape[:4]}")
-        _check_channels(project, second, second_path)
         budget = block_budget_bytes(config)
         with _scratch(raw.shape[:4], budget) as scratch:
-            results = [_time_point(project, raw, second, t, budget, scratch, ops) for t in range(raw.shape[0])]
-            if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
-                raise UserError(f"'{second_path}': the segmentation has no object")
+            results = lane_results(project, raw, second, budget, scratch, ops)
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
             plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
                      for s in sources]
@@ -262,6 +271,44 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
     finally:
         raw.source.close()
         second.source.close()
+
+
+def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float, scratch: h5py.File | None = None,
+                 ops: ObjectKernels = CPU) -> list[tuple]:
+    """Objects, probabilities and features of every time point of one lane.
+
+    Parameters
+    ----------
+    project : ObjectProject
+    raw, second : Lane
+        The raw data and the second input (prediction maps, segmentation or label image), of the
+        same ``tzyx`` shape; ``source.display`` names them in messages.
+    budget : float
+        Bytes the labelling and the feature batches may use.
+    scratch : h5py.File, optional
+        Where provisional labels go when they do not fit in memory (None: in memory).
+    ops : ObjectKernels
+        The CPU's or the GPU's smoothing, labelling and object sums.
+
+    Returns
+    -------
+    list of (ObjectIds, (n + 1, K) float32 probabilities, {plugin: {feature: (n + 1, k) array}})
+        One entry per time point.
+
+    Raises
+    ------
+    UserError
+        Shapes that differ, prediction maps without the thresholded channel, a segmentation
+        without any object.
+    """
+    raw_name, second_name = raw.source.display, second.source.display
+    if second.shape[:4] != raw.shape[:4]:
+        raise UserError(f"'{second_name}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_name}' {raw.shape[:4]}")
+    _check_channels(project, second, second_name)
+    results = [_time_point(project, raw, second, t, budget, scratch, ops) for t in range(raw.shape[0])]
+    if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
+        raise UserError(f"'{second_name}': the segmentation has no object")
+    return results
 
 
 @contextlib.contextmanager

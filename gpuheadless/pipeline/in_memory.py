@@ -6,6 +6,7 @@ is the batch path unchanged, and the numbers are the command line's.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,21 @@ def array_source(array: Any, axes: str, display: str = "array") -> ImageSource:
     """An in-memory (or lazily indexed) array as an input image with the given axes."""
     return ImageSource(display=display, axes=axes, shape=tuple(int(n) for n in array.shape), dtype=np.dtype(array.dtype),
                        nickname=display, dataset_dir="", read_region=lambda region: array[region])
+
+
+class DeviceImageSource(ImageSource):
+    """An image in GPU memory (a CuPy array): regions are read as device arrays, never copied
+    to the host."""
+
+    def read(self, region: tuple[slice, ...]) -> Any:
+        return self.read_region(region)
+
+
+def device_source(array: Any, axes: str, display: str = "array") -> DeviceImageSource:
+    """A CuPy array as an input image with the given axes (see :class:`DeviceImageSource`)."""
+    return DeviceImageSource(display=display, axes=axes, shape=tuple(int(n) for n in array.shape),
+                             dtype=np.dtype(array.dtype), nickname=display, dataset_dir="",
+                             read_region=lambda region: array[region])
 
 
 def check_axes(axes: str, ndim: int) -> str:
@@ -106,16 +122,23 @@ class ArrayTask:
                          upstream=upstream)
 
 
-def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str) -> np.ndarray:
-    """Probabilities of a whole image, ``(T, Z, Y, X, classes)`` float32, computed in blocks."""
+def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str, on_device: bool = False) -> Any:
+    """Probabilities of a whole image, ``(T, Z, Y, X, classes)`` float32, computed in blocks.
+
+    With ``on_device`` (a :class:`DeviceImageSource` and a GPU backend) every block stays in GPU
+    memory and the result is an array of the backend's (CuPy); otherwise a NumPy array.
+    """
     from .pixel import compute_block  # noqa: PLC0415
 
     lane = Lane(source, axes)
     block_task = task.block_task(lane)
+    if on_device:
+        block_task = dataclasses.replace(block_task, keep_on_device=True)
     n = block_task.n_classes
     region = {a: (0, e) for a, e in zip(AXES, lane.shape[:4] + (n,))}
     layout = layout_blocks(task.config, block_task, region, block_budget_bytes(task.config, task.backend))
-    out = np.zeros(lane.shape[:4] + (n,), dtype=np.float32)
+    xp = task.backend.xp if on_device else np
+    out = xp.zeros(lane.shape[:4] + (n,), dtype=np.float32)
 
     def store(block: Block, values: np.ndarray) -> None:
         out[(block.t,) + block.slices] = values
@@ -136,4 +159,4 @@ def to_axes(result: np.ndarray, wanted: str) -> np.ndarray:
     """A ``tzyxc`` result in the axis order ``wanted`` (axes left out must have extent 1)."""
     index = tuple(slice(None) if a in wanted else 0 for a in AXES)
     kept = [a for a in AXES if a in wanted]
-    return np.transpose(result[index], [kept.index(a) for a in wanted])
+    return result[index].transpose([kept.index(a) for a in wanted])

@@ -59,6 +59,7 @@ class BlockTask:
     threads: int
     clock: StageClock = field(default_factory=StageClock)
     upstream: tuple[Stage, ...] = ()
+    keep_on_device: bool = False  # the array API's CuPy path: results stay on the GPU
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -84,8 +85,11 @@ def compute_block(task: BlockTask, block: Block) -> np.ndarray:
     NaN and infinities in the input flow through as in ilastik (the lane says so once), so
     NumPy's floating-point warnings are not shown for each block.
     """
-    with task.backend.stream(), np.errstate(all="ignore"):
-        return _compute_block(task, block)
+    with task.backend.stream() as stream, np.errstate(all="ignore"):
+        result = _compute_block(task, block)
+        if task.keep_on_device and stream is not None:
+            stream.synchronize()  # the caller stores the result from another thread's stream
+        return result
 
 
 def _compute_block(task: BlockTask, block: Block) -> np.ndarray:
@@ -111,7 +115,7 @@ def _compute_block(task: BlockTask, block: Block) -> np.ndarray:
         every = [runner.probabilities(k, block.t, block.slices, mask) for k in range(last + 1)]
         return bk.to_host(bk.xp.concatenate(every, axis=-1)[..., task.channels])
     derived = derive_from_probabilities(bk.xp, runner.probabilities(last, block.t, block.slices, mask), kind)
-    return bk.to_host(derived[..., task.channels])
+    return derived[..., task.channels] if task.keep_on_device else bk.to_host(derived[..., task.channels])
 
 
 def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | None = None) -> tuple[list[LaneResult], list[str]]:
