@@ -31,6 +31,12 @@ setup(
             sources=["gpuheadless/forest/_cforest.c"],
             extra_compile_args=["-O3"],
         ),
+        # -ffp-contract=off: the probabilities add and divide exactly as _cforest's do.
+        Extension(
+            "gpuheadless.forest._csmalltrees",
+            sources=["gpuheadless/forest/_csmalltrees.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+        ),
         # -ffp-contract=off: the filter's unfused steps must round the product and the sum apart.
         Extension(
             "gpuheadless.features._cfilters",

@@ -10,10 +10,11 @@ import numpy as np
 from ..buffers import strided_float32_span
 from .model import Forest
 
-try:  # the compiled extension is built by ``pip install``; the NumPy path is the fallback
-    from . import _cforest
+try:  # the compiled extensions are built by ``pip install``; the NumPy path is the fallback
+    from . import _cforest, _csmalltrees
 except ImportError:  # pragma: no cover - exercised only on broken installs
-    _cforest = None
+    _cforest = _csmalltrees = None
+from .small_trees import small_tree_tables
 
 _ROWS_PER_TASK = 16384
 
@@ -87,8 +88,13 @@ def predict_cpu(forest: Forest, x: np.ndarray, threads: int = 1) -> np.ndarray:
     row_stride, col_stride = (s // 4 for s in x.strides)
     nodes, leaf_values, roots = packed_forest(forest)
     counts = np.ascontiguousarray(forest.forest_tree_counts, dtype=np.int32)
+    small = bit_vector_tables(forest)
 
     def run(begin: int, end: int) -> None:
+        if small is not None:  # every tree has at most 64 leaves: one comparison per split, 8 rows at once
+            _csmalltrees.predict(*small, leaf_values, counts, base, out[begin:end], forest.n_classes,
+                                 forest.n_features, begin, end, row_stride, col_stride)
+            return
         _cforest.predict(
             nodes, leaf_values, roots, counts, base, out[begin:end], forest.n_classes, forest.n_features,
             begin, end, row_stride, col_stride,
@@ -122,6 +128,15 @@ def packed_forest(forest: Forest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         _cforest.pack(*_c_arrays(forest), nodes, leaf_values, roots, forest.n_nodes, forest.n_classes, forest.n_features)
         cached = forest.scratch["cpu_packed"] = (nodes, leaf_values, roots)
     return cached
+
+
+def bit_vector_tables(forest: Forest) -> tuple[np.ndarray, ...] | None:
+    """:func:`~gpuheadless.forest.small_trees.small_tree_tables` of ``forest``, built once; None
+    when a tree has more than 64 leaves (then the node walker is used)."""
+    if "small_trees" not in forest.scratch:
+        nodes, _, roots = packed_forest(forest)
+        forest.scratch["small_trees"] = small_tree_tables(nodes, roots, forest.n_features)
+    return forest.scratch["small_trees"]
 
 
 def _page_aligned(n_bytes: int) -> np.ndarray:
