@@ -89,6 +89,24 @@ def ram_budget_from_env(environ: dict[str, str] | None = None) -> float:
     return max(available_memory_mb() * 0.5, float(MIN_RAM_MB))
 
 
+def block_target_from_env(environ: dict[str, str] | None = None) -> float | None:
+    """``GPUHEADLESS_BLOCK_MB``: the working set of one CPU block in MiB; unset means the measured best.
+
+    For benchmarking block sizes; the RAM budget still caps it.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("GPUHEADLESS_BLOCK_MB", "").strip()
+    if not value:
+        return None
+    try:
+        target = float(value)
+    except ValueError:
+        raise UsageError(f"GPUHEADLESS_BLOCK_MB must be a number of MiB, got {value!r}") from None
+    if not 0 < target < float("inf"):
+        raise UsageError(f"GPUHEADLESS_BLOCK_MB must be a positive number of MiB, got {value!r}")
+    return target
+
+
 def resident_memory_mb() -> float:
     """This process's resident memory now, in MiB (0 where the OS does not say)."""
     try:

@@ -115,21 +115,22 @@ def test_bad_option_values_are_usage_errors(data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["3d", "2d"])
-def test_results_do_not_depend_on_block_shape(name, data, tmp_path):
+def test_results_do_not_depend_on_block_shape(name, data, tmp_path, monkeypatch):
     from gpuheadless.config import ExportOptions, RunConfig
     from gpuheadless.pipeline.pixel import run_batch
 
-    def run(output, ram_mb):
+    def run(output, ram_mb, threads):
         config = RunConfig(project=str(data / f"projects/PixelClassification{name}.ilp"), inputs=[f"inputs/{name}.h5/data"],
                            export=ExportOptions(output_format="hdf5", output_filename_format=str(tmp_path / output)),
-                           threads=2, ram_budget_mb=ram_mb, device="cpu", cwd=str(data), progress=False)
+                           threads=threads, ram_budget_mb=ram_mb, device="cpu", cwd=str(data), progress=False)
         results, failures = run_batch(config)
         assert not failures
         with h5py.File(results[0].output, "r") as f:
             return f["exported_data"][()], results[0].blocks
 
-    whole, n_whole = run("one.h5", 100000)
-    tiled, n_tiled = run("tiny.h5", 30)  # a tiny budget: many small blocks with halos
+    monkeypatch.setenv("GPUHEADLESS_BLOCK_MB", "100000")  # no cap on a block's working set: one block
+    whole, n_whole = run("one.h5", 100000, 1)
+    tiled, n_tiled = run("tiny.h5", 30, 2)  # a tiny budget: many small blocks with halos
     assert n_whole <= 2 < n_tiled
     np.testing.assert_array_equal(whole, tiled)  # every pixel is computed with the same arithmetic
 

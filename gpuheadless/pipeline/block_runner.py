@@ -13,10 +13,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..config import RunConfig, resident_memory_mb
+from ..config import RunConfig, block_target_from_env, resident_memory_mb
 from ..errors import UserError
 from ..export import ExportTransform
-from .blocks import Block, choose_block_shape, count_blocks, iter_blocks
+from .blocks import Block, choose_block_shape, count_blocks, cpu_block_bytes, iter_blocks
 from .timing import process_age_s
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ def layout_blocks(
     config: RunConfig, task: Any, region: dict[str, tuple[int, int]], budget: float,
     block_shape: tuple[int, int, int] | None = None,
 ) -> BlockLayout:
-    """Blocks covering ``region`` whose working set fits ``budget`` per worker.
+    """Blocks covering ``region`` whose working set fits ``budget`` per worker, at most the size
+    that computes fastest on a CPU (:func:`~gpuheadless.pipeline.blocks.cpu_block_bytes`).
 
     ``block_shape`` imposes the blocks (an unfinished output being resumed keeps its layout).
 
@@ -77,8 +78,11 @@ def layout_blocks(
     n_features = sum(stage.plan.n_features for stage in task.stages)
     workers = max(config.workers or config.threads, 1)
     sharing = max(config.threads, 1) if config.scheduler else workers  # cluster workers each have the budget
-    shape = block_shape or choose_block_shape(tuple(b - a for a, b in zip(start, stop)), halo, lane.n_channels,
-                                              n_features, task.n_classes, budget, workers, sharing)
+    region_shape = tuple(b - a for a, b in zip(start, stop))
+    on_device = getattr(task.backend, "on_device", False)
+    target = None if on_device else cpu_block_bytes(region_shape, block_target_from_env())
+    shape = block_shape or choose_block_shape(region_shape, halo, lane.n_channels, n_features, task.n_classes, budget,
+                                              workers, sharing, target)
     count = count_blocks(tuple(b - a for a, b in zip(start, stop)), shape) * len(range(*region["t"]))
     if count > MAX_BLOCKS:
         raise UserError(f"input '{lane.source.display}': {count:,} blocks of {shape} (z,y,x) to compute, more than the "

@@ -14,6 +14,15 @@ _TEMPORARIES_3D = (4, 48)
 # Per inner voxel and class, the forest stage: scores, probabilities and the derived export.
 _PER_CLASS = 4
 
+# The working set of one block that computes fastest on a CPU core, measured on the full-feature
+# projects (2 threads, bench/block_sweep.py). Larger blocks leave the caches, make the allocator
+# map fresh pages for every temporary, and leave threads idle at the end; in 3D smaller ones
+# spend most of their time on halos (a 41^3 block filters 6x its own volume at scale 10).
+CPU_BLOCK_BYTES_2D = 64 * 2**20
+CPU_BLOCK_BYTES_3D = 256 * 2**20
+# Blocks each worker should get at least, so that threads finish together.
+_BLOCKS_PER_WORKER = 4
+
 
 @dataclass(frozen=True)
 class Block:
@@ -57,16 +66,22 @@ def choose_block_shape(
     budget_bytes: float,
     workers: int,
     sharing: int | None = None,
+    target_bytes: float | None = None,
 ) -> tuple[int, int, int]:
-    """The largest near-isotropic block (z, y, x) whose working set fits ``budget_bytes / sharing``.
+    """The largest near-isotropic block (z, y, x) whose working set fits ``budget_bytes / sharing``
+    and ``target_bytes``.
 
     ``sharing`` is how many blocks are computed at once within the budget (default ``workers``;
-    on a cluster each worker has its own budget, shared by its threads only).
+    on a cluster each worker has its own budget, shared by its threads only). ``target_bytes`` is
+    the working set that computes fastest (see :func:`cpu_block_bytes`; None on a GPU, where the
+    largest block is fastest): the budget is a ceiling, not a target.
 
-    Axes of extent 1 stay 1. When the region would otherwise be one block while several workers
-    are available, blocks are made smaller so that each worker gets one.
+    Axes of extent 1 stay 1. On large regions blocks are made smaller until each worker gets
+    several (:data:`_BLOCKS_PER_WORKER`), unless they would become small against the halo.
     """
     per_worker = budget_bytes / max(workers if sharing is None else sharing, 1)
+    if target_bytes is not None:
+        per_worker = min(per_worker, target_bytes)
 
     def shape_for(side: int) -> tuple[int, int, int]:
         return tuple(min(n, side) for n in region_shape)
@@ -82,12 +97,20 @@ def choose_block_shape(
     # Keep every worker busy on large regions, unless blocks would become much smaller than the halo.
     voxels = region_shape[0] * region_shape[1] * region_shape[2]
     if workers > 1 and voxels > 2**18:
-        while count_blocks(region_shape, shape) < workers:
+        while count_blocks(region_shape, shape) < _BLOCKS_PER_WORKER * workers:
             largest = max(range(3), key=lambda i: shape[i])
             if shape[largest] <= 4 * max(halo[largest], 16):
                 break
             shape = tuple((n + 1) // 2 if i == largest else n for i, n in enumerate(shape))
     return shape
+
+
+def cpu_block_bytes(region_shape: tuple[int, int, int], override_mb: float | None = None) -> float:
+    """The fastest working set of one block on a CPU: :data:`CPU_BLOCK_BYTES_2D` or ``_3D`` by
+    the region's z extent, or ``override_mb`` MiB (``GPUHEADLESS_BLOCK_MB``)."""
+    if override_mb is not None:
+        return override_mb * 2**20
+    return CPU_BLOCK_BYTES_3D if region_shape[0] > 1 else CPU_BLOCK_BYTES_2D
 
 
 def count_blocks(region_shape: tuple[int, ...], block_shape: tuple[int, ...]) -> int:
