@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -122,11 +122,13 @@ class ArrayTask:
                          upstream=upstream)
 
 
-def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str, on_device: bool = False) -> Any:
+def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str, on_device: bool = False,
+                        progress: Callable[[int, int], None] | None = None) -> Any:
     """Probabilities of a whole image, ``(T, Z, Y, X, classes)`` float32, computed in blocks.
 
     With ``on_device`` (a :class:`DeviceImageSource` and a GPU backend) every block stays in GPU
     memory and the result is an array of the backend's (CuPy); otherwise a NumPy array.
+    ``progress(done, total)`` is called in this thread after each block.
     """
     from .pixel import compute_block  # noqa: PLC0415
 
@@ -143,7 +145,14 @@ def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str, on_devi
     def store(block: Block, values: np.ndarray) -> None:
         out[(block.t,) + block.slices] = values
 
-    run_local(task.config, layout.blocks, lambda b: compute_block(block_task, b), store, lambda: None)
+    done = [0]
+
+    def advance() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], len(layout.blocks))
+
+    run_local(task.config, layout.blocks, lambda b: compute_block(block_task, b), store, advance)
     return out
 
 

@@ -64,6 +64,8 @@ class Lane:
                 data = np.expand_dims(data, i)
         if data.dtype.kind in "fc" and not self.nonfinite_seen and not np.isfinite(data).all():
             self.nonfinite_seen = True
+        if not isinstance(data, np.ndarray):  # a CuPy array (the array API's device path) stays on the device
+            return data[0].astype(data.dtype if dtype is None else dtype, order="C", copy=False)
         return np.ascontiguousarray(data[0], dtype=dtype)
 
 
