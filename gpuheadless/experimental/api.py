@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -77,7 +77,8 @@ class PixelClassificationPipeline:
                                  ram_budget_mb=ram_budget_from_env(), device=device, progress=False)
         self._project, self._backend = project, select_backend(device)
 
-    def get_probabilities(self, raw_data: Any, axes: str | None = None) -> Any:
+    def get_probabilities(self, raw_data: Any, axes: str | None = None, *,
+                          progress: Callable[[int, int], None] | None = None) -> Any:
         """Probabilities of every class for every pixel.
 
         Parameters
@@ -89,6 +90,9 @@ class PixelClassificationPipeline:
             on the CPU it is copied to the host and the result back to the GPU.
         axes : str, optional
             The axes of a NumPy or Dask array, e.g. ``"yx"``, ``"zyxc"``.
+        progress : callable, optional
+            ``progress(done, total)`` after each block (gpuheadless's addition; not for Dask
+            arrays, which compute when asked to).
 
         Returns
         -------
@@ -102,7 +106,7 @@ class PixelClassificationPipeline:
             The channel count or the number of spatial axes differs from the training data
             (:class:`~gpuheadless.pipeline.in_memory.ArrayAxesError`, also a ``UserError``).
         """
-        return self._probabilities(raw_data, axes, 0)
+        return self._probabilities(raw_data, axes, 0, progress)
 
     def predict(self, raw_data: Any, axes: str | None = None) -> Any:
         """Deprecated name of :meth:`get_probabilities`, as in ilastik."""
@@ -110,7 +114,8 @@ class PixelClassificationPipeline:
                       DeprecationWarning, stacklevel=2)
         return self.get_probabilities(raw_data, axes)
 
-    def _probabilities(self, raw_data: Any, axes: str | None, stage: int) -> Any:
+    def _probabilities(self, raw_data: Any, axes: str | None, stage: int,
+                       progress: Callable[[int, int], None] | None = None) -> Any:
         """Stage ``stage``'s probabilities (0-based), the stages before it run on the way."""
         task = ArrayTask(self._project, self._project.forest, self._backend, self._config, stage)
         data, axes, wrap = unwrap(raw_data, axes)
@@ -121,9 +126,9 @@ class PixelClassificationPipeline:
 
             return wrap(lazy_probabilities(task, data, axes, wanted), wanted)
         if is_cupy(data) and self._backend.on_device:
-            result = probabilities_tzyxc(task, device_source(data, axes), axes, on_device=True)
+            result = probabilities_tzyxc(task, device_source(data, axes), axes, on_device=True, progress=progress)
         else:  # a CuPy array on the CPU backend is computed on the host and goes back to the GPU
-            result = like(probabilities_tzyxc(task, array_source(to_host(data), axes), axes), data)
+            result = like(probabilities_tzyxc(task, array_source(to_host(data), axes), axes, progress=progress), data)
         return wrap(to_axes(result, wanted), wanted)
 
 
@@ -149,13 +154,14 @@ class AutocontextPipeline(PixelClassificationPipeline):
         """Stage 2's probabilities, from the image and stage 1's."""
         return self._probabilities(raw_data, axes, 1)
 
-    def get_probabilities(self, raw_data: Any, axes: str | None = None, stage: int | None = None) -> Any:
+    def get_probabilities(self, raw_data: Any, axes: str | None = None, stage: int | None = None, *,
+                          progress: Callable[[int, int], None] | None = None) -> Any:
         """The probabilities of ``stage`` (1-based; the last by default): projects of 3 and 4 stages too."""
         last = len(self._project.stages)
         stage = last if stage is None else stage
         if not 1 <= stage <= last:
             raise ValueError(f"Invalid argument stage={stage}. This project has stages 1 to {last}.")
-        return self._probabilities(raw_data, axes, stage - 1)
+        return self._probabilities(raw_data, axes, stage - 1, progress)
 
 
 def from_project_file(path: str | os.PathLike[str]) -> Any:
