@@ -308,11 +308,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .interrupts import Stopped, report_stop, stop_on_signals  # noqa: PLC0415
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    with stop_on_signals():
-        try:
-            return _dispatch(argv)
-        except Stopped as exc:
-            return report_stop(exc.signum)
+    try:
+        with stop_on_signals():
+            try:
+                return _dispatch(argv)
+            except Stopped as exc:
+                return report_stop(exc.signum)
+    except Stopped as exc:  # it arrived as the run ended, while the handlers were being restored
+        print(f"gpuheadless: stopped by {exc.args[0]} as the run ended; every output it reported is complete",
+              file=sys.stderr, flush=True)
+        return exc.exit_code
 
 
 def _dispatch(argv: list[str]) -> int:

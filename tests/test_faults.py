@@ -316,3 +316,22 @@ def test_train_at_a_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
     proc = _start(command)  # without the limit the same command writes the project
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0 and os.listdir(out) == ["p.ilp"], err
+
+
+def test_a_stop_signal_as_the_run_ends_is_one_line(monkeypatch, capsys):
+    """A signal landing while the handlers are being restored (the run complete) ends in one line,
+    exit 128 + the signal, no traceback."""
+    import contextlib
+
+    from gpuheadless import cli, interrupts
+
+    @contextlib.contextmanager
+    def stopped_on_exit():
+        yield
+        raise interrupts.Stopped(signal.SIGTERM)
+
+    monkeypatch.setattr(interrupts, "stop_on_signals", stopped_on_exit)
+    monkeypatch.setattr(cli, "_dispatch", lambda argv: 0)
+    assert cli.main(["--headless"]) == 143
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["gpuheadless: stopped by SIGTERM as the run ended; every output it reported is complete"]
