@@ -149,7 +149,20 @@ static inline Py_ssize_t reflect(Py_ssize_t i, Py_ssize_t n)
         const Py_ssize_t lanes = job->axis == 0 ? n1 : n0; /* independent windows: y rows, or z slabs */    \
         const Py_ssize_t step = job->axis == 0 ? job->s0 : job->s1; /* along the filtered axis */         \
         const Py_ssize_t lane_step = job->axis == 0 ? job->s1 : job->s0;                                   \
-        /* along z, a few y rows side by side: their windows stay in cache, the writes stay dense */        \
+        /* along z with whole planes contiguous and the window's planes small enough to stay in cache,  \
+         * a plane is one long row; otherwise a few y rows side by side: their windows stay in cache and  \
+         * the writes stay dense */                                                                     \
+        if (job->axis == 0 && job->s1 == n2 && (2 * r + 1) * n1 * n2 * (Py_ssize_t)sizeof(float) <= (1 << 20)) { \
+            for (Py_ssize_t i = 0; i < len; ++i) {                                                          \
+                for (int k = 1; k <= r; ++k) {                                                              \
+                    plus[k] = job->in + reflect(i + k, len) * step;                                         \
+                    minus[k] = job->in + reflect(i - k, len) * step;                                        \
+                }                                                                                           \
+                NAME##_rows(job->in + i * step, plus, minus, 0, c, r, sign, job->out + i * n1 * n2, n1 * n2);   \
+            }                                                                                               \
+            free(plus);                                                                                     \
+            return 1;                                                                                       \
+        }                                                                                                   \
         const Py_ssize_t tile = job->axis == 0 ? 8 : 1;                                                     \
         for (Py_ssize_t w0 = 0; w0 < lanes; w0 += tile) {                                                   \
             const Py_ssize_t w1 = w0 + tile < lanes ? w0 + tile : lanes;                                    \

@@ -88,6 +88,22 @@ __attribute__((target("avx2"))) static void masks_avx2(const Model *m, const flo
 }
 #endif
 
+#if HAVE_AVX2_CLONE
+/* has_nan[g] for the GROUP rows: whether any feature of row g is NaN */
+__attribute__((target("avx2"))) static void nan_rows_avx2(const float *x, Py_ssize_t col_stride, Py_ssize_t n_features,
+                                                          char *has_nan)
+{
+    __m256 any = _mm256_setzero_ps();
+    for (Py_ssize_t j = 0; j < n_features; ++j) {
+        const __m256 v = _mm256_loadu_ps(x + j * col_stride);
+        any = _mm256_or_ps(any, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    const int bits = _mm256_movemask_ps(any);
+    for (int g = 0; g < GROUP; ++g)
+        has_nan[g] = (char)((bits >> g) & 1);
+}
+#endif
+
 static int forced = -1; /* -1: decide by the CPU; 0/1: forced by force_path() (tests) */
 
 static int use_avx2(void)
@@ -149,6 +165,60 @@ static void accumulate(const Model *m, const uint64_t *masks, int rows, const ch
         for (Py_ssize_t c = 0; c < nc; ++c)
             out[g * nc + c] = has_nan[g] ? 0.0f : combined[g * nc + c] / ftrees;
 }
+
+#if HAVE_AVX2_CLONE
+/* accumulate() with the GROUP rows in vector lanes: each lane adds its row's leaf values in the
+ * same order as the scalar code (class by class, tree by tree), so every lane's result is the
+ * scalar result; the leaf values are gathered. */
+__attribute__((target("avx2"))) static void accumulate_avx2(const Model *m, const uint64_t *masks, int rows,
+                                                            const char *has_nan, float *acc, float *combined,
+                                                            float *out)
+{
+    const Py_ssize_t nc = m->n_classes;
+    Py_ssize_t total_trees = 0;
+    for (Py_ssize_t f = 0; f < m->n_forests; ++f)
+        total_trees += m->counts[f];
+    memset(combined, 0, sizeof(float) * (size_t)(GROUP * nc));
+    Py_ssize_t tree = 0;
+    for (Py_ssize_t f = 0; f < m->n_forests; ++f) {
+        __m256d total_lo = _mm256_setzero_pd(), total_hi = _mm256_setzero_pd();
+        for (Py_ssize_t c = 0; c < nc; ++c) /* acc[c * GROUP + g] here: a class's 8 rows side by side */
+            _mm256_storeu_ps(acc + c * GROUP, _mm256_setzero_ps());
+        for (int k = 0; k < m->counts[f]; ++k, ++tree) {
+            const uint64_t *mt = masks + tree * GROUP;
+            const int *rows_of_leaves = m->leaf_row + tree * 64;
+            int first[GROUP];
+            for (int g = 0; g < GROUP; ++g)
+                first[g] = rows_of_leaves[__builtin_ctzll(mt[g])] * (int)nc;
+            const __m128i lo = _mm_loadu_si128((const __m128i *)first);
+            const __m128i hi = _mm_loadu_si128((const __m128i *)(first + 4));
+            for (Py_ssize_t c = 0; c < nc; ++c) {
+                const __m256d v_lo = _mm256_i32gather_pd(m->leaf_values + c, lo, 8);
+                const __m256d v_hi = _mm256_i32gather_pd(m->leaf_values + c, hi, 8);
+                const __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(v_hi), _mm256_cvtpd_ps(v_lo));
+                _mm256_storeu_ps(acc + c * GROUP, _mm256_add_ps(_mm256_loadu_ps(acc + c * GROUP), v));
+                total_lo = _mm256_add_pd(total_lo, v_lo);
+                total_hi = _mm256_add_pd(total_hi, v_hi);
+            }
+        }
+        double total[GROUP];
+        _mm256_storeu_pd(total, total_lo);
+        _mm256_storeu_pd(total + 4, total_hi);
+        const float fcount = (float)m->counts[f];
+        for (int g = 0; g < GROUP; ++g) {
+            const float ftotal = (float)total[g];
+            for (Py_ssize_t c = 0; c < nc; ++c) {
+                float p = ftotal != 0.0f ? acc[c * GROUP + g] / ftotal : 0.0f;
+                combined[g * nc + c] += p * fcount;
+            }
+        }
+    }
+    const float ftrees = (float)total_trees;
+    for (int g = 0; g < rows; ++g)
+        for (Py_ssize_t c = 0; c < nc; ++c)
+            out[g * nc + c] = has_nan[g] ? 0.0f : combined[g * nc + c] / ftrees;
+}
+#endif
 
 static int check_buffer(const Py_buffer *buf, Py_ssize_t itemsize, Py_ssize_t min_items, const char *name)
 {
@@ -233,6 +303,11 @@ static PyObject *predict(PyObject *self, PyObject *args)
                 stride = GROUP;
             }
             char has_nan[GROUP];
+#if HAVE_AVX2_CLONE
+            if (avx2)
+                nan_rows_avx2(xg, stride, n_features, has_nan);
+            else
+#endif
             for (int g = 0; g < rows; ++g) {
                 has_nan[g] = 0;
                 for (Py_ssize_t j = 0; j < n_features; ++j)
@@ -247,7 +322,14 @@ static PyObject *predict(PyObject *self, PyObject *args)
             else
 #endif
                 masks_portable(&m, xg, stride, masks);
-            accumulate(&m, masks, rows, has_nan, scratch, scratch + GROUP * n_classes, out + (r0 - row_begin) * n_classes);
+#if HAVE_AVX2_CLONE
+            if (avx2)
+                accumulate_avx2(&m, masks, rows, has_nan, scratch, scratch + GROUP * n_classes,
+                                out + (r0 - row_begin) * n_classes);
+            else
+#endif
+                accumulate(&m, masks, rows, has_nan, scratch, scratch + GROUP * n_classes,
+                           out + (r0 - row_begin) * n_classes);
         }
         Py_END_ALLOW_THREADS
         free(group);
