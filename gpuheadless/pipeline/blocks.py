@@ -93,7 +93,9 @@ def choose_block_shape(
             lo = mid
         else:
             hi = mid - 1
-    shape = shape_for(lo)
+    # the same number of blocks, split evenly: no thin last block carrying a full halo, and the
+    # threads' last blocks end together
+    shape = tuple(-(-n // -(-n // b)) for n, b in zip(region_shape, shape_for(lo)))
     # Keep every worker busy on large regions, unless blocks would become much smaller than the halo.
     voxels = region_shape[0] * region_shape[1] * region_shape[2]
     if workers > 1 and voxels > 2**18:
