@@ -111,11 +111,37 @@ class Backend:
         return out
 
 
+class _ImportedOnUse:
+    """A module imported at its first attribute lookup.
+
+    The CPU backend computes with its own compiled filters and never needs ``scipy.ndimage``;
+    importing it anyway cost 0.13 s of every run's start.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        import importlib  # noqa: PLC0415
+
+        return getattr(importlib.import_module(self._name), attribute)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _ImportedOnUse, (self._name,)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ImportedOnUse) and other._name == self._name
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+
+_SCIPY_NDIMAGE = _ImportedOnUse("scipy.ndimage")
+
+
 def cpu_backend() -> Backend:
     """The NumPy/SciPy backend: always available, the reference implementation."""
-    import scipy.ndimage
-
-    return Backend("cpu", np, scipy.ndimage)
+    return Backend("cpu", np, _SCIPY_NDIMAGE)
 
 
 def probe_gpu() -> tuple[Backend | None, str]:
