@@ -61,6 +61,11 @@ setup(
             extra_compile_args=["-O3", "-ffp-contract=off"],
         ),
         Extension(
+            "gpuheadless.objects._cneighbourhood",
+            sources=["gpuheadless/objects/_cneighbourhood.c"],
+            extra_compile_args=["-O3"],
+        ),
+        Extension(
             "gpuheadless.features._ceigen",
             sources=["gpuheadless/features/_ceigen.c"],
             include_dirs=["kernels"],  # eigen3_math.h, shared with the CUDA kernel

@@ -71,7 +71,7 @@ def _batches(ids: ObjectIds, widen_low: np.ndarray, widen_high: np.ndarray, byte
 
 def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, selected: dict[str, list[str]],
                     margins: dict[str, np.ndarray], channels: int, budget: float,
-                    accumulate: BincountSums = CPU_SUMS) -> dict[str, dict[str, np.ndarray]]:
+                    accumulate: BincountSums = CPU_SUMS, threads: int = 1) -> dict[str, dict[str, np.ndarray]]:
     """``{plugin: {feature: (n + 1, width)}}`` of one time point, plus ilastik's ``Default features``.
 
     Parameters
@@ -86,6 +86,8 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
         Bytes a batch may use.
     accumulate : BincountSums
         Where the standard features' per-object sums are made (CPU, or the CUDA kernels).
+    threads : int
+        Objects whose neighbourhoods are found at once.
     """
     n = ids.n_objects
     dims = 3 if ids.shape[0] > 1 else 2
@@ -110,7 +112,7 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
     batches = _batches(ids, widen_low, widen_high, feature_bytes_per_voxel(channels), budget)
     for first, last, region in batches:
         part = _batch_features(read_raw, ids, region, first, last, plain, local, reach, selected, value_range, dims,
-                               accumulate)
+                               accumulate, threads)
         for plugin, table in part.items():
             out = tables.setdefault(plugin, {})
             for name, rows in table.items():
@@ -132,7 +134,8 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
 
 
 def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: int, plain, local, reach, selected,
-                    value_range, dims: int, accumulate: BincountSums = CPU_SUMS) -> dict[str, dict[str, np.ndarray]]:
+                    value_range, dims: int, accumulate: BincountSums = CPU_SUMS,
+                    threads: int = 1) -> dict[str, dict[str, np.ndarray]]:
     """The features of objects first..last (rows 1..k) from the box ``region``."""
     k = last - first + 1
     found = ids.read(region).astype(np.int64)
@@ -150,7 +153,8 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
     if local:
         # Other objects are the neighbourhood's context: label them k + 1, beyond the objects computed.
         context_xyz = np.transpose(np.where(mine, batch, np.where(found > 0, k + 1, 0)), (2, 1, 0))
-        features.update(neighbourhood_features(image_xyzc, context_xyz, local, reach, True, count=k, dims=dims))
+        features.update(neighbourhood_features(image_xyzc, context_xyz, local, reach, True, count=k, dims=dims,
+                                               threads=threads))
     # a name the project selects but no plugin computes is left out here; feature_matrix names it
     result = {STANDARD_PLUGIN: {name: features[name] for name in selected.get(STANDARD_PLUGIN, []) if name in features},
               "Default features": defaults}

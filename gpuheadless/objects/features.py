@@ -7,7 +7,9 @@ hands them to vigra; coordinates are pixel indices in x, y(, z) order. Every fea
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -18,6 +20,10 @@ try:
     from . import _cmoments
 except ImportError:  # not built: the NumPy reference gives the same values, slower
     _cmoments = None
+try:
+    from . import _cneighbourhood
+except ImportError:  # not built: scipy's distance transform gives the same neighbourhoods, slower
+    _cneighbourhood = None
 
 LOCAL = ("Mean", "Variance", "Skewness", "Kurtosis", "Minimum", "Maximum", "Sum", "Covariance", "Histogram")
 BINS = 64
@@ -484,7 +490,7 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
 
 def neighbourhood_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], margins: Sequence[int],
                            exclusive_max: bool = True, count: int | None = None,
-                           dims: int | None = None) -> dict[str, np.ndarray]:
+                           dims: int | None = None, threads: int = 1) -> dict[str, np.ndarray]:
     """``<feature> in neighborhood`` for the selected local features (spec §3.4).
 
     The neighbourhood of an object is the set of pixels closer than ``max(margins)`` to it in a
@@ -495,7 +501,8 @@ def neighbourhood_features(image: np.ndarray, labels: np.ndarray, names: Sequenc
 
     ``count`` limits the objects computed to 1..count (labels above are context only, as other
     objects are); the crop must then reach the margins (and one pixel more on the high side)
-    beyond those objects or the image border. ``dims`` as in :func:`standard_features`.
+    beyond those objects or the image border. ``dims`` as in :func:`standard_features`;
+    ``threads`` objects' neighbourhoods are found at once.
 
     Returns
     -------
@@ -510,15 +517,78 @@ def neighbourhood_features(image: np.ndarray, labels: np.ndarray, names: Sequenc
     if not wanted:
         return {}
     boxes = ndimage.find_objects(labels.astype(np.int64))
+    contexts = _contexts(image, labels, boxes, n, margins, exclusive_max, dims, threads)
     pending: list[tuple[int, np.ndarray]] = []
     held = 0
-    for i in range(1, n + 1):
-        pending.append((i, _context_values(image, labels, i, boxes[i - 1], margins, exclusive_max, dims)))
-        held += len(pending[-1][1])
+    for i, values in enumerate(contexts, start=1):  # in object order, as they are computed
+        pending.append((i, values))
+        held += len(values)
         if held >= _NEIGHBOURHOOD_CHUNK or i == n:
             _local_rows(pending, set(wanted), channels, tables)
             pending, held = [], 0
     return {name + NEIGHBOURHOOD_SUFFIX: table.astype(np.float32) for name, table in tables.items()}
+
+
+def _contexts(image: np.ndarray, labels: np.ndarray, boxes: list, n: int, margins: Sequence[int], exclusive_max: bool,
+              dims: int, threads: int) -> Iterator[np.ndarray]:
+    """Each object's neighbourhood values (see :func:`_context_values`), objects 1..n in order.
+
+    When the (X, Y, Z) arrays are views of C-contiguous (z, y, x) ones (the batches' layout), the
+    compiled transform computes them outside the GIL, ``threads`` objects at a time.
+    """
+    labels_zyx, image_zyxc = labels.transpose(2, 1, 0), image.transpose(2, 1, 0, 3)
+    if not (_cneighbourhood is not None and labels_zyx.flags.c_contiguous and labels_zyx.dtype == np.int64
+            and image_zyxc.flags.c_contiguous and image_zyxc.dtype == np.float32):
+        return (_context_values(image, labels, i, boxes[i - 1], margins, exclusive_max, dims) for i in range(1, n + 1))
+
+    def one(i: int) -> np.ndarray:
+        return _context_values_compiled(image_zyxc, labels_zyx, i, boxes[i - 1], margins, exclusive_max, dims)
+
+    if threads <= 1 or n < 2:
+        return map(one, range(1, n + 1))
+    return _ordered(one, n, threads)
+
+
+def _ordered(one, n: int, threads: int) -> Iterator[np.ndarray]:
+    """``one(1), ..., one(n)`` computed on ``threads`` threads, a few ahead only (their values wait
+    in memory until taken)."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        ahead = deque(pool.submit(one, i) for i in range(1, min(n, 4 * threads) + 1))
+        following = len(ahead) + 1
+        while ahead:
+            values = ahead.popleft().result()
+            if following <= n:
+                ahead.append(pool.submit(one, following))
+                following += 1
+            yield values
+
+
+def _context_box(box: tuple[slice, ...], margins: Sequence[int], exclusive_max: bool, dims: int,
+                 shape: Sequence[int]) -> tuple[tuple[slice, ...], np.ndarray, int]:
+    """(crop in x, y[, z], pitch per axis x, y[, z], reach) of an object's neighbourhood."""
+    margins = np.asarray(list(margins)[:dims], dtype=np.int64)
+    reach = int(margins.max())
+    pitch = np.floor(reach / margins).astype(np.float64)
+    # ilastik widens the box from the stored Coord<Maximum>; the exclusive one adds a pixel.
+    crop = tuple(slice(max(s.start - m, 0), min(s.stop - 1 + (1 if exclusive_max else 0) + 1 + m, size))
+                 for s, m, size in zip(box[:dims], margins, shape[:dims]))
+    return crop, pitch, reach
+
+
+def _context_values_compiled(image_zyxc: np.ndarray, labels_zyx: np.ndarray, i: int, box: tuple[slice, ...] | None,
+                             margins: Sequence[int], exclusive_max: bool, dims: int) -> np.ndarray:
+    """:func:`_context_values` by the compiled transform, on the C-contiguous (z, y, x) arrays."""
+    channels = image_zyxc.shape[-1]
+    if box is None:
+        return np.zeros((0, channels))
+    crop, pitch, reach = _context_box(box, margins, exclusive_max, dims, labels_zyx.shape[::-1])
+    if dims == 2:
+        crop, pitch = crop + (slice(0, 1),), np.append(pitch, 1.0)
+    (x0, x1), (y0, y1), (z0, z1) = ((c.start, c.stop) for c in crop)
+    Z, Y, X = labels_zyx.shape
+    raw = _cneighbourhood.context_values(labels_zyx, image_zyxc, Z, Y, X, channels, i, z0, y0, x0, z1, y1, x1,
+                                         int(pitch[2]), int(pitch[1]), int(pitch[0]), reach)
+    return np.frombuffer(raw, dtype=np.float64).reshape(-1, channels)
 
 
 _NEIGHBOURHOOD_CHUNK = 1 << 19  # context pixels whose statistics are computed in one go (some 8 MB a
@@ -535,12 +605,7 @@ def _context_values(image: np.ndarray, labels: np.ndarray, i: int, box: tuple[sl
     channels = image.shape[-1]
     if box is None:
         return np.zeros((0, channels))
-    margins = np.asarray(list(margins)[:dims], dtype=np.int64)
-    reach = int(margins.max())
-    pitch = np.floor(reach / margins).astype(np.float64)
-    # ilastik widens the box from the stored Coord<Maximum>; the exclusive one adds a pixel.
-    crop = tuple(slice(max(s.start - m, 0), min(s.stop - 1 + (1 if exclusive_max else 0) + 1 + m, size))
-                 for s, m, size in zip(box[:dims], margins, labels.shape[:dims]))
+    crop, pitch, reach = _context_box(box, margins, exclusive_max, dims, labels.shape)
     if dims == 2:
         crop = crop + (0,)
     inside = labels[crop] == i

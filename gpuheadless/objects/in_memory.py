@@ -13,14 +13,13 @@ from typing import Any
 import numpy as np
 
 from ..config import RunConfig
-from ..pipeline.block_runner import block_budget_bytes
 from ..pipeline.in_memory import array_source
 from ..pipeline.lane import Lane
 from .classifier import predicted_classes
 from .labeling import ObjectKernels
 from .project import ObjectProject
 from .table import table_rows
-from .workflow import lane_results
+from .workflow import lane_results, object_budget_bytes
 
 WHOLE = (slice(None),) * 3
 
@@ -95,7 +94,8 @@ def classify_arrays(project: ObjectProject, config: RunConfig, ops: ObjectKernel
     raw_lane = Lane(array_source(raw, raw_axes, "raw_data"), raw_axes)
     second_lane = Lane(array_source(second, second_axes, _SECOND_NAME[project.variant]), second_axes)
     # the arrays are in memory already: provisional labels stay there too (no scratch file)
-    results = lane_results(project, raw_lane, second_lane, block_budget_bytes(config), None, ops)
+    results = lane_results(project, raw_lane, second_lane, object_budget_bytes(config), None, ops,
+                           threads=max(config.threads, 1))
     return ObjectArrays(project, results)
 
 

@@ -5,6 +5,7 @@ The thresholding, size filter and labelling themselves run slab by slab in :mod:
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +108,8 @@ def _smooth_axis(values: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float], axes: tuple[int, ...] | None = None) -> np.ndarray:
+def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float], axes: tuple[int, ...] | None = None,
+           threads: int = 1) -> np.ndarray:
     """vigra's ``gaussianSmoothing`` (window 2.0, mirror borders) as ilastik's Threshold and Size
     Filter calls it, bit for bit, NaN and Inf included.
 
@@ -120,6 +122,8 @@ def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float], axes: tup
         The spatial axes to smooth (those longer than 1 of the whole image, when ``prediction``
         is a slab of it); by default those longer than 1 here. If any of their sigmas is below
         0.1 nothing is smoothed.
+    threads : int
+        Threads sharing each pass's independent lines (the same values for any number).
 
     Returns
     -------
@@ -133,19 +137,33 @@ def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float], axes: tup
     if any(sigmas[a] < 0.1 for a in axes):
         return out
     for a in sorted(axes, reverse=True):
-        out = _smooth_pass(out, gaussian_taps(sigmas[a]), a)
+        out = _smooth_pass(out, gaussian_taps(sigmas[a]), a, threads)
     return out
 
 
-def _smooth_pass(values: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
-    """:func:`_smooth_axis` through the C extension where it is built (bit-identical)."""
+def _smooth_pass(values: np.ndarray, taps: np.ndarray, axis: int, threads: int = 1) -> np.ndarray:
+    """:func:`_smooth_axis` through the C extension where it is built (bit-identical), the
+    lines before the axis shared by ``threads`` threads (the extension releases the GIL)."""
     if _csmooth is None:
         return _smooth_axis(values, taps, axis)
     values = np.ascontiguousarray(values, dtype=np.float32)
     out = np.empty_like(values)
     shape = values.shape
-    _csmooth.smooth_pass(values, out, np.ascontiguousarray(taps, dtype=np.float64), math.prod(shape[:axis]),
-                         shape[axis], math.prod(shape[axis + 1:]))
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+    flat_in, flat_out = values.reshape(outer, -1), out.reshape(outer, -1)
+    taps = np.ascontiguousarray(taps, dtype=np.float64)
+
+    def part(bounds: tuple[int, int]) -> None:
+        first, last = bounds
+        _csmooth.smooth_pass(flat_in[first:last], flat_out[first:last], taps, last - first, shape[axis], inner)
+
+    parts = min(max(threads, 1), outer)
+    bounds = [(outer * k // parts, outer * (k + 1) // parts) for k in range(parts)]
+    if parts == 1:
+        part(bounds[0])
+    else:
+        with ThreadPoolExecutor(max_workers=parts) as pool:
+            list(pool.map(part, bounds))
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -43,6 +44,7 @@ from .labeling import (CPU, ObjectIds, ObjectKernels, gpu_object_kernels, iter_s
                        slab_axis, slab_thickness, threshold_ids)
 from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
 from .project import ObjectProject, read_object_project
+from .threshold import smooth
 from .table import write_csv_table, write_h5_table
 
 log = logging.getLogger(__name__)
@@ -170,12 +172,27 @@ def _lane_targets(config: RunConfig, options: ObjectOptions, project: ObjectProj
 
 def _object_kernels(config: RunConfig) -> ObjectKernels:
     """The CUDA smoothing, labelling and object sums when the run uses the GPU, else the CPU's."""
-    return object_kernels(select_backend(config.device))
+    return object_kernels(select_backend(config.device), max(config.threads, 1))
 
 
-def object_kernels(backend: Backend) -> ObjectKernels:
-    """The smoothing, labelling and object sums of ``backend``: its CUDA kernels, or the CPU's."""
-    return gpu_object_kernels(backend.kernels, backend.xp) if backend.kernels is not None else CPU
+# The most memory the labelling slabs and feature batches of one time point use by default: with
+# the whole default budget (half the machine) a 48x512x512 volume took 700 MiB, at this cap 505 MiB
+# in the same time (bench/objects_vs_ilastik.py); a smaller LAZYFLOW_TOTAL_RAM_MB still decides.
+OBJECT_WORKING_SET = 768 * 2**20
+
+
+def object_budget_bytes(config: RunConfig) -> float:
+    """Bytes the object stage's slabs and batches may use: the block budget, at most
+    :data:`OBJECT_WORKING_SET`."""
+    return min(block_budget_bytes(config), OBJECT_WORKING_SET)
+
+
+def object_kernels(backend: Backend, threads: int = 1) -> ObjectKernels:
+    """The smoothing, labelling and object sums of ``backend``: its CUDA kernels, or the CPU's
+    (smoothing on ``threads`` threads)."""
+    if backend.kernels is not None:
+        return gpu_object_kernels(backend.kernels, backend.xp)
+    return CPU if threads <= 1 else dataclasses.replace(CPU, smooth=functools.partial(smooth, threads=threads))
 
 
 def _train(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU):
@@ -208,12 +225,13 @@ def _training_rows(config, project: ObjectProject, raw_path: str, second_path: s
     except UserError as exc:
         raise UserError(f"project file '{project.path}': cannot read the training data to train the object "
                         f"classifier: {exc}") from None
-    budget = block_budget_bytes(config)
+    budget = object_budget_bytes(config)
     try:
         _check_channels(project, second, second_path)
         with _scratch(raw.shape[:4], budget) as labels_scratch:
             for t, classes in sorted(wanted.items()):
-                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, ops, classify=False)
+                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, ops, classify=False,
+                                             threads=max(config.threads, 1))
                 matrix = feature_matrix(features, project.selected)
                 ids = np.nonzero(classes[: matrix.shape[0]])[0]
                 rows.append(matrix[ids])
@@ -244,9 +262,9 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
     raw = _open(config, raw_path, project)
     second = _open(config, second_path, project)
     try:
-        budget = block_budget_bytes(config)
+        budget = object_budget_bytes(config)
         with _scratch(raw.shape[:4], budget) as scratch:
-            results = lane_results(project, raw, second, budget, scratch, ops)
+            results = lane_results(project, raw, second, budget, scratch, ops, threads=max(config.threads, 1))
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
             plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
                      for s in sources]
@@ -274,7 +292,7 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
 
 
 def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float, scratch: h5py.File | None = None,
-                 ops: ObjectKernels = CPU) -> list[tuple]:
+                 ops: ObjectKernels = CPU, threads: int = 1) -> list[tuple]:
     """Objects, probabilities and features of every time point of one lane.
 
     Parameters
@@ -289,6 +307,8 @@ def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float,
         Where provisional labels go when they do not fit in memory (None: in memory).
     ops : ObjectKernels
         The CPU's or the GPU's smoothing, labelling and object sums.
+    threads : int
+        CPU threads for the work that runs on several (``LAZYFLOW_THREADS``).
 
     Returns
     -------
@@ -305,7 +325,7 @@ def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float,
     if second.shape[:4] != raw.shape[:4]:
         raise UserError(f"'{second_name}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_name}' {raw.shape[:4]}")
     _check_channels(project, second, second_name)
-    results = [_time_point(project, raw, second, t, budget, scratch, ops) for t in range(raw.shape[0])]
+    results = [_time_point(project, raw, second, t, budget, scratch, ops, threads=threads) for t in range(raw.shape[0])]
     if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
         raise UserError(f"'{second_name}': the segmentation has no object")
     return results
@@ -347,7 +367,7 @@ def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scr
 
 
 def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget: float, scratch,
-                ops: ObjectKernels = CPU, classify: bool = True):
+                ops: ObjectKernels = CPU, classify: bool = True, threads: int = 1):
     """(ids, probabilities (n+1, K), features {plugin: {name: table}}) of time point t.
 
     NaN and infinities flow through as in ilastik (the lane says so once): no NumPy warnings.
@@ -355,7 +375,7 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget:
     with np.errstate(all="ignore"):
         ids = _object_ids(project, second, t, budget, scratch, ops)
         features = object_features(lambda region: raw.read(t, region), ids, project.selected, project.margins,
-                                   raw.n_channels, budget, ops.sums)
+                                   raw.n_channels, budget, ops.sums, threads)
     if not classify:
         return ids, None, features
     matrix = feature_matrix(features, project.selected)

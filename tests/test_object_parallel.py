@@ -1,0 +1,66 @@
+"""The object stage on several threads and in compiled code gives the reference values bit for bit:
+neighbourhoods (against scipy's distance transform), neighbourhood tables, threshold smoothing; and
+its default memory cap."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from gpuheadless.objects import features as F
+
+
+def _scene(shape_zyx, seed):
+    rng = np.random.default_rng(seed)
+    labels = ndimage.label(ndimage.gaussian_filter(rng.random(shape_zyx), 2) > 0.52)[0].astype(np.int64)
+    image = rng.normal(size=shape_zyx + (2,)).astype(np.float32)
+    image[tuple(rng.integers(0, n, 5) for n in shape_zyx)] = np.nan  # NaN passes through as a value
+    return labels, image
+
+
+@pytest.mark.parametrize("shape, margins, dims", [
+    ((1, 60, 70), (3, 3), 2), ((1, 60, 70), (5, 2), 2), ((12, 40, 50), (4, 4, 1), 3), ((12, 40, 50), (3, 3, 3), 3),
+    ((12, 40, 50), (6, 2, 3), 3), ((9, 30, 31), (30, 30, 1), 3)])
+def test_compiled_neighbourhoods_equal_the_reference(shape, margins, dims):
+    labels_zyx, image_zyxc = _scene(shape, sum(margins))
+    labels, image = labels_zyx.transpose(2, 1, 0), image_zyxc.transpose(2, 1, 0, 3)  # the batches' (X, Y, Z) views
+    boxes = ndimage.find_objects(labels)
+    assert len(boxes) >= 3
+    total = 0
+    for i, box in enumerate(boxes, start=1):
+        expected = F._context_values(image, labels, i, box, margins, True, dims)
+        got = F._context_values_compiled(image_zyxc, labels_zyx, i, box, margins, True, dims)
+        np.testing.assert_array_equal(got, expected)
+        total += len(got)
+    assert total > 0
+
+
+def test_threads_give_the_same_tables():
+    labels_zyx, image_zyxc = _scene((10, 40, 40), 7)
+    labels, image = labels_zyx.transpose(2, 1, 0), image_zyxc.transpose(2, 1, 0, 3)
+    names = ["Mean", "Variance", "Minimum", "Maximum", "Covariance"]
+    one = F.neighbourhood_features(image, labels, names, (3, 3, 2), dims=3)
+    two = F.neighbourhood_features(image, labels, names, (3, 3, 2), dims=3, threads=2)
+    assert one.keys() == two.keys() and len(one) == len(names)
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name])
+    assert np.isfinite(one["Mean in neighborhood"][1:]).any()
+
+
+@pytest.mark.parametrize("shape", [(9, 33, 35, 2), (1, 40, 41, 1)])
+def test_smoothing_on_threads_equals_one_thread(shape):
+    from gpuheadless.objects.threshold import smooth
+
+    values = np.random.default_rng(1).random(shape, dtype=np.float32)
+    one = smooth(values, (1.0, 1.5, 2.0))
+    for threads in (2, 3, 64):
+        np.testing.assert_array_equal(smooth(values, (1.0, 1.5, 2.0), threads=threads), one)
+    assert not np.array_equal(one, values)
+
+
+def test_object_budget_is_capped_by_default_not_below_a_smaller_budget():
+    from gpuheadless.config import RunConfig
+    from gpuheadless.objects.workflow import OBJECT_WORKING_SET, object_budget_bytes
+
+    assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=12_000)) == OBJECT_WORKING_SET
+    assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=600)) < OBJECT_WORKING_SET
