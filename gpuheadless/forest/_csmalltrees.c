@@ -122,11 +122,61 @@ static int use_avx2(void)
 #endif
 }
 
-/* Probabilities of GROUP rows from their bit vectors, in _cforest.c's order of operations for each
- * row. The rows go side by side (tree outer, row inner) so that their chains of dependent float64
- * additions overlap instead of waiting on each other. acc and combined hold GROUP * n_classes. */
-static void accumulate(const Model *m, const uint64_t *masks, int rows, const char *has_nan, float *acc, float *combined,
-                       float *out)
+/* Leaf values of trees [tree, tree + count) added for GROUP rows, each row in _cforest.c's order:
+ * per tree, class by class, acc[c * GROUP + g] += (float)v[c] and total[g] += v[c]. The rows go
+ * side by side (tree outer, row inner) so that their chains of dependent float64 additions overlap. */
+static void add_leaves_portable(const Model *m, const uint64_t *masks, Py_ssize_t tree, int count, float *acc,
+                                double *total)
+{
+    const Py_ssize_t nc = m->n_classes;
+    for (int k = 0; k < count; ++k, ++tree) {
+        const uint64_t *mt = masks + tree * GROUP;
+        const int *rows_of_leaves = m->leaf_row + tree * 64;
+        for (int g = 0; g < GROUP; ++g) {
+            const double *v = m->leaf_values + (Py_ssize_t)rows_of_leaves[__builtin_ctzll(mt[g])] * nc;
+            for (Py_ssize_t c = 0; c < nc; ++c) {
+                acc[c * GROUP + g] += (float)v[c];
+                total[g] += v[c];
+            }
+        }
+    }
+}
+
+#if HAVE_AVX2_CLONE
+/* add_leaves_portable() with the GROUP rows in vector lanes (the leaf values gathered): each lane
+ * does its row's additions in the same order, so every lane's result is the portable one. */
+__attribute__((target("avx2"))) static void add_leaves_avx2(const Model *m, const uint64_t *masks, Py_ssize_t tree,
+                                                            int count, float *acc, double *total)
+{
+    const Py_ssize_t nc = m->n_classes;
+    __m256d total_lo = _mm256_loadu_pd(total), total_hi = _mm256_loadu_pd(total + 4);
+    for (int k = 0; k < count; ++k, ++tree) {
+        const uint64_t *mt = masks + tree * GROUP;
+        const int *rows_of_leaves = m->leaf_row + tree * 64;
+        int first[GROUP];
+        for (int g = 0; g < GROUP; ++g)
+            first[g] = rows_of_leaves[__builtin_ctzll(mt[g])] * (int)nc;
+        const __m128i lo = _mm_loadu_si128((const __m128i *)first);
+        const __m128i hi = _mm_loadu_si128((const __m128i *)(first + 4));
+        for (Py_ssize_t c = 0; c < nc; ++c) {
+            const __m256d v_lo = _mm256_i32gather_pd(m->leaf_values + c, lo, 8);
+            const __m256d v_hi = _mm256_i32gather_pd(m->leaf_values + c, hi, 8);
+            const __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(v_hi), _mm256_cvtpd_ps(v_lo));
+            _mm256_storeu_ps(acc + c * GROUP, _mm256_add_ps(_mm256_loadu_ps(acc + c * GROUP), v));
+            total_lo = _mm256_add_pd(total_lo, v_lo);
+            total_hi = _mm256_add_pd(total_hi, v_hi);
+        }
+    }
+    _mm256_storeu_pd(total, total_lo);
+    _mm256_storeu_pd(total + 4, total_hi);
+}
+#endif
+
+/* Probabilities of GROUP rows from their bit vectors, as _cforest.c computes them: per forest the
+ * class sums over its total, weighted by its tree count, then over all trees; rows with a NaN give
+ * zeros. acc and combined hold GROUP * n_classes floats (class-major). */
+static void accumulate(const Model *m, const uint64_t *masks, int rows, const char *has_nan, int avx2, float *acc,
+                       float *combined, float *out)
 {
     const Py_ssize_t nc = m->n_classes;
     Py_ssize_t total_trees = 0;
@@ -137,88 +187,28 @@ static void accumulate(const Model *m, const uint64_t *masks, int rows, const ch
     for (Py_ssize_t f = 0; f < m->n_forests; ++f) {
         double total[GROUP] = {0.0};
         memset(acc, 0, sizeof(float) * (size_t)(GROUP * nc));
-        for (int k = 0; k < m->counts[f]; ++k, ++tree) {
-            const uint64_t *mt = masks + tree * GROUP;
-            const int *rows_of_leaves = m->leaf_row + tree * 64;
-            for (int g = 0; g < GROUP; ++g) {
-                const double *v = m->leaf_values + (Py_ssize_t)rows_of_leaves[__builtin_ctzll(mt[g])] * nc;
-                float *a = acc + g * nc;
-                double t = total[g];
-                for (Py_ssize_t c = 0; c < nc; ++c) {
-                    a[c] += (float)v[c];
-                    t += v[c];
-                }
-                total[g] = t;
-            }
-        }
-        const float fcount = (float)m->counts[f];
-        for (int g = 0; g < GROUP; ++g) {
-            const float ftotal = (float)total[g];
-            for (Py_ssize_t c = 0; c < nc; ++c) {
-                float p = ftotal != 0.0f ? acc[g * nc + c] / ftotal : 0.0f;
-                combined[g * nc + c] += p * fcount;
-            }
-        }
-    }
-    const float ftrees = (float)total_trees;
-    for (int g = 0; g < rows; ++g)
-        for (Py_ssize_t c = 0; c < nc; ++c)
-            out[g * nc + c] = has_nan[g] ? 0.0f : combined[g * nc + c] / ftrees;
-}
-
 #if HAVE_AVX2_CLONE
-/* accumulate() with the GROUP rows in vector lanes: each lane adds its row's leaf values in the
- * same order as the scalar code (class by class, tree by tree), so every lane's result is the
- * scalar result; the leaf values are gathered. */
-__attribute__((target("avx2"))) static void accumulate_avx2(const Model *m, const uint64_t *masks, int rows,
-                                                            const char *has_nan, float *acc, float *combined,
-                                                            float *out)
-{
-    const Py_ssize_t nc = m->n_classes;
-    Py_ssize_t total_trees = 0;
-    for (Py_ssize_t f = 0; f < m->n_forests; ++f)
-        total_trees += m->counts[f];
-    memset(combined, 0, sizeof(float) * (size_t)(GROUP * nc));
-    Py_ssize_t tree = 0;
-    for (Py_ssize_t f = 0; f < m->n_forests; ++f) {
-        __m256d total_lo = _mm256_setzero_pd(), total_hi = _mm256_setzero_pd();
-        for (Py_ssize_t c = 0; c < nc; ++c) /* acc[c * GROUP + g] here: a class's 8 rows side by side */
-            _mm256_storeu_ps(acc + c * GROUP, _mm256_setzero_ps());
-        for (int k = 0; k < m->counts[f]; ++k, ++tree) {
-            const uint64_t *mt = masks + tree * GROUP;
-            const int *rows_of_leaves = m->leaf_row + tree * 64;
-            int first[GROUP];
-            for (int g = 0; g < GROUP; ++g)
-                first[g] = rows_of_leaves[__builtin_ctzll(mt[g])] * (int)nc;
-            const __m128i lo = _mm_loadu_si128((const __m128i *)first);
-            const __m128i hi = _mm_loadu_si128((const __m128i *)(first + 4));
-            for (Py_ssize_t c = 0; c < nc; ++c) {
-                const __m256d v_lo = _mm256_i32gather_pd(m->leaf_values + c, lo, 8);
-                const __m256d v_hi = _mm256_i32gather_pd(m->leaf_values + c, hi, 8);
-                const __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(v_hi), _mm256_cvtpd_ps(v_lo));
-                _mm256_storeu_ps(acc + c * GROUP, _mm256_add_ps(_mm256_loadu_ps(acc + c * GROUP), v));
-                total_lo = _mm256_add_pd(total_lo, v_lo);
-                total_hi = _mm256_add_pd(total_hi, v_hi);
-            }
-        }
-        double total[GROUP];
-        _mm256_storeu_pd(total, total_lo);
-        _mm256_storeu_pd(total + 4, total_hi);
+        if (avx2)
+            add_leaves_avx2(m, masks, tree, m->counts[f], acc, total);
+        else
+#endif
+            add_leaves_portable(m, masks, tree, m->counts[f], acc, total);
+        (void)avx2;
+        tree += m->counts[f];
         const float fcount = (float)m->counts[f];
         for (int g = 0; g < GROUP; ++g) {
             const float ftotal = (float)total[g];
             for (Py_ssize_t c = 0; c < nc; ++c) {
                 float p = ftotal != 0.0f ? acc[c * GROUP + g] / ftotal : 0.0f;
-                combined[g * nc + c] += p * fcount;
+                combined[c * GROUP + g] += p * fcount;
             }
         }
     }
     const float ftrees = (float)total_trees;
     for (int g = 0; g < rows; ++g)
         for (Py_ssize_t c = 0; c < nc; ++c)
-            out[g * nc + c] = has_nan[g] ? 0.0f : combined[g * nc + c] / ftrees;
+            out[g * nc + c] = has_nan[g] ? 0.0f : combined[c * GROUP + g] / ftrees;
 }
-#endif
 
 static int check_buffer(const Py_buffer *buf, Py_ssize_t itemsize, Py_ssize_t min_items, const char *name)
 {
@@ -322,14 +312,8 @@ static PyObject *predict(PyObject *self, PyObject *args)
             else
 #endif
                 masks_portable(&m, xg, stride, masks);
-#if HAVE_AVX2_CLONE
-            if (avx2)
-                accumulate_avx2(&m, masks, rows, has_nan, scratch, scratch + GROUP * n_classes,
-                                out + (r0 - row_begin) * n_classes);
-            else
-#endif
-                accumulate(&m, masks, rows, has_nan, scratch, scratch + GROUP * n_classes,
-                           out + (r0 - row_begin) * n_classes);
+            accumulate(&m, masks, rows, has_nan, avx2, scratch, scratch + GROUP * n_classes,
+                       out + (r0 - row_begin) * n_classes);
         }
         Py_END_ALLOW_THREADS
         free(group);
