@@ -214,28 +214,32 @@ def _h5_edit(path: Path, change: Callable[[h5py.File], Any]) -> None:
         pass
 
 
-@dataclass(frozen=True, eq=False)
-class H5Delete(Op):
-    """Remove a group or dataset."""
-
-    item: str
+class H5Op(Op):
+    """A mutation of an HDF5 file's structure: ``change`` edits the open file."""
 
     def apply(self, path: Path) -> None:
         _h5_edit(path, self.change)
+
+    def change(self, f: h5py.File) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class H5Delete(H5Op):
+    """Remove a group or dataset."""
+
+    item: str
 
     def change(self, f: h5py.File) -> None:
         del f[self.item]
 
 
 @dataclass(frozen=True, eq=False)
-class H5Rename(Op):
+class H5Rename(H5Op):
     """Move a group or dataset to another name in the same group."""
 
     item: str
     name: str
-
-    def apply(self, path: Path) -> None:
-        _h5_edit(path, self.change)
 
     def change(self, f: h5py.File) -> None:
         parent = self.item.rsplit("/", 1)[0] if "/" in self.item else ""
@@ -243,27 +247,21 @@ class H5Rename(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class H5Write(Op):
+class H5Write(H5Op):
     """Replace (or create) a dataset with ``value``: an array, text, bytes or a :class:`HugeDataset`."""
 
     item: str
     value: Any
-
-    def apply(self, path: Path) -> None:
-        _h5_edit(path, self.change)
 
     def change(self, f: h5py.File) -> None:
         _h5_store(f, self.item, self.value)
 
 
 @dataclass(frozen=True, eq=False)
-class H5Group(Op):
+class H5Group(H5Op):
     """Replace a dataset (or group) by an empty group."""
 
     item: str
-
-    def apply(self, path: Path) -> None:
-        _h5_edit(path, self.change)
 
     def change(self, f: h5py.File) -> None:
         if self.item in f:
@@ -272,15 +270,12 @@ class H5Group(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class H5Poke(Op):
+class H5Poke(H5Op):
     """Set one element of an existing dataset (cast to its dtype, wrapping), keeping its shape."""
 
     item: str
     where: float  # position as a fraction of the size
     value: float
-
-    def apply(self, path: Path) -> None:
-        _h5_edit(path, self.change)
 
     def change(self, f: h5py.File) -> None:
         ds = f[self.item]
@@ -301,15 +296,12 @@ class H5Poke(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class H5Attr(Op):
+class H5Attr(H5Op):
     """Set (or, with ``value`` None, delete) an attribute."""
 
     item: str
     name: str
     value: Any
-
-    def apply(self, path: Path) -> None:
-        _h5_edit(path, self.change)
 
     def change(self, f: h5py.File) -> None:
         attrs = f[self.item].attrs if self.item else f.attrs
@@ -320,13 +312,10 @@ class H5Attr(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class H5Sequences(Op):
+class H5Sequences(H5Op):
     """Replace a dataset by variable-length sequences of bytes (a type ilastik never stores)."""
 
     item: str
-
-    def apply(self, path: Path) -> None:
-        _h5_edit(path, self.change)
 
     def change(self, f: h5py.File) -> None:
         if self.item in f:
@@ -336,15 +325,12 @@ class H5Sequences(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class H5Link(Op):
+class H5Link(H5Op):
     """Replace an item by a soft link (``target`` inside the file) or an external link (``file``)."""
 
     item: str
     target: str
     file: str = ""
-
-    def apply(self, path: Path) -> None:
-        _h5_edit(path, self.change)
 
     def change(self, f: h5py.File) -> None:
         if f.get(self.item, getlink=True) is not None:
