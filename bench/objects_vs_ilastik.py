@@ -57,6 +57,29 @@ def command(system: str, inputs: Path) -> list[str]:
             "--output_filename_format=out/{nickname}_{result_type}.h5"]
 
 
+def measure_objects(repeat: int, ram_mb: int | None = None) -> tuple[dict[str, dict], int]:
+    """Median rows (``run.median_row``) of gpuheadless and ilastik on the generated volume, and
+    its number of objects; ``ILASTIK`` names ilastik's launcher."""
+    env = dict(os.environ, LAZYFLOW_THREADS="2", QT_QPA_PLATFORM="offscreen")
+    if ram_mb:
+        env["LAZYFLOW_TOTAL_RAM_MB"] = str(ram_mb)
+    else:
+        env.pop("LAZYFLOW_TOTAL_RAM_MB", None)
+    systems = ["gpuheadless", "ilastik"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        n_objects = write_inputs(root)
+        folders = {s: workspace(root / s) for s in systems}
+        runs: dict[str, list[dict]] = {s: [] for s in systems}
+        for round_index in range(repeat + 1):
+            for system in systems:
+                result = measure(command(system, root), env, cwd=str(folders[system]))
+                if round_index:
+                    runs[system].append(result)
+    voxels = SHAPE[1] * SHAPE[2] * SHAPE[3]
+    return {s: median_row(s, "objects", voxels, runs[s]) for s in systems}, n_objects
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -64,22 +87,7 @@ def main() -> int:
     args = parser.parse_args()
     if not os.environ.get("ILASTIK"):
         raise SystemExit("set ILASTIK to ilastik's launcher")
-    env = dict(os.environ, LAZYFLOW_THREADS="2", QT_QPA_PLATFORM="offscreen")
-    if args.ram_mb:
-        env["LAZYFLOW_TOTAL_RAM_MB"] = str(args.ram_mb)
-    systems = ["gpuheadless", "ilastik"]
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        n_objects = write_inputs(root)
-        folders = {s: workspace(root / s) for s in systems}
-        runs: dict[str, list[dict]] = {s: [] for s in systems}
-        for round_index in range(args.repeat + 1):
-            for system in systems:
-                result = measure(command(system, root), env, cwd=str(folders[system]))
-                if round_index:
-                    runs[system].append(result)
-    voxels = SHAPE[1] * SHAPE[2] * SHAPE[3]
-    rows = {s: median_row(s, "objects", voxels, runs[s]) for s in systems}
+    rows, n_objects = measure_objects(args.repeat, args.ram_mb)
     print(f"{processor()}, {os.cpu_count()} cores; {SHAPE[1]}x{SHAPE[2]}x{SHAPE[3]}, 2 channels, {n_objects} objects, "
           f"{PROJECT}; LAZYFLOW_THREADS=2, LAZYFLOW_TOTAL_RAM_MB={args.ram_mb or 'unset'}; median of {args.repeat} rounds")
     for system, row in rows.items():

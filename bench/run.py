@@ -8,14 +8,16 @@ runs side by side, in turn within each round, on the same full-feature projects 
   ``RandomForestClassifier`` (100 trees), see bench/diy.py (needs ``pip install '.[bench]'``);
 * real ilastik when the environment variable ``ILASTIK`` names its launcher (else skipped).
 
-Cases: 2D 2048x2048 and 3D 256^3, plus a sweep of 2D sizes. Every run is a fresh process with
+Cases: 2D 2048x2048 and 3D 256^3, plus a sweep of 2D sizes; with live ilastik also Object
+Classification of a generated 48x512x512 volume (bench/objects_vs_ilastik.py, both programs at
+their defaults). Every run is a fresh process with
 ``LAZYFLOW_THREADS=2`` and ``LAZYFLOW_TOTAL_RAM_MB=512`` (ilastik's best configuration in
 BENCH.md); the median of ``--repeat`` rounds after one warm-up round is reported with Mvox/s,
 peak RSS, the speed-up over live ilastik and the split between reading, features, forest and
 writing. Without live ilastik, BENCH.md's figures (another machine) are shown and marked so. Results go to the terminal and to
 bench/results/ as JSON, Markdown and a PNG plot.
 
-    python bench/run.py [--repeat 3] [--skip-3d] [--skip-sweep] [--systems gpuheadless-cpu diy]
+    python bench/run.py [--repeat 3] [--skip-3d] [--skip-objects] [--skip-sweep] [--systems gpuheadless-cpu diy]
     python bench/run.py --memory-check     # 1 GiB volume, 512 MiB budget: peak RSS
 """
 from __future__ import annotations
@@ -173,6 +175,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per case (after one warm-up)")
     parser.add_argument("--skip-3d", action="store_true")
+    parser.add_argument("--skip-objects", action="store_true",
+                        help="leave out Object Classification (run only with ilastik: bench/objects_vs_ilastik.py)")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--systems", nargs="+", default=["gpuheadless-cpu", "gpuheadless-gpu", "diy", "ilastik"],
                         help="also gpuheadless-cpu-default / gpuheadless-gpu-default: without LAZYFLOW_TOTAL_RAM_MB")
@@ -201,6 +205,13 @@ def main() -> int:
     for case, image, voxels in cases:
         rows += run(systems, case, image, voxels, args.repeat)
         print("\n".join(_table(rows[-len(systems):])[2:2 + len(systems)]))
+    if "ilastik" in systems and not args.skip_objects:  # both at their defaults, as users run them
+        from objects_vs_ilastik import measure_objects  # noqa: PLC0415
+
+        found, _ = measure_objects(args.repeat)
+        found["gpuheadless-cpu-default"] = dict(found.pop("gpuheadless"), system="gpuheadless-cpu-default")
+        rows += [found["gpuheadless-cpu-default"], found["ilastik"]]
+        print("\n".join(_table(rows[-2:])[2:4]))
     sweep = []
     if not args.skip_sweep:
         for side in SWEEP_2D:

@@ -184,8 +184,63 @@ static PyObject *py_moments(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* segments(values, starts, sums, low, high, k) -> None
+ * Per object, over its rows starts[i]:starts[i + 1] of the (m, k) float64 values, in order: the
+ * sums as np.bincount adds them (from 0.0, one value after the other) and the minimum and maximum
+ * as vigra's accumulators keep them (from +inf / -inf, replaced only by a smaller / larger value,
+ * so NaN is passed over and the first of two equal values stays). Outputs (n + 1, k) float64. */
+static PyObject *py_segments(PyObject *self, PyObject *args)
+{
+    Py_buffer values_b, starts_b, out[3];
+    long long k;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*L", &values_b, &starts_b, &out[0], &out[1], &out[2], &k))
+        return NULL;
+    const long long n = starts_b.len / 8 - 2;
+    int bad = k <= 0 || n < 0 || values_b.len % (8 * k) != 0;
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "segments: values are not (m, k) float64 or starts too short");
+    bad = bad || check(&out[0], (n + 1) * k, "sums") || check(&out[1], (n + 1) * k, "low")
+          || check(&out[2], (n + 1) * k, "high");
+    const long long *starts = starts_b.buf;
+    const long long rows = k > 0 ? values_b.len / (8 * k) : 0;
+    for (long long i = 0; !bad && i <= n; ++i)
+        if (starts[i] < 0 || starts[i] > starts[i + 1] || starts[i + 1] > rows) {
+            PyErr_SetString(PyExc_ValueError, "segments: starts must rise within the rows");
+            bad = 1;
+        }
+    if (!bad) {
+        const double *values = values_b.buf;
+        double *sums = out[0].buf, *low = out[1].buf, *high = out[2].buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (long long i = 0; i <= n; ++i)
+            for (long long c = 0; c < k; ++c) {
+                double sum = 0.0, lo = INFINITY, hi = -INFINITY;
+                for (long long r = starts[i]; r < starts[i + 1]; ++r) {
+                    const double v = values[r * k + c];
+                    sum += v;
+                    if (v < lo)
+                        lo = v;
+                    if (hi < v)
+                        hi = v;
+                }
+                sums[i * k + c] = sum;
+                low[i * k + c] = lo;
+                high[i * k + c] = hi;
+            }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&values_b);
+    PyBuffer_Release(&starts_b);
+    for (int b = 0; b < 3; ++b)
+        PyBuffer_Release(&out[b]);
+    if (bad)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"moments", py_moments, METH_VARARGS, "Per-object running second moments and libm power sums (see features.py)."},
+    {"segments", py_segments, METH_VARARGS, "Per-object sums, minima and maxima of grouped rows (see features.py)."},
     {NULL, NULL, 0, NULL},
 };
 

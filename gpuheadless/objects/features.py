@@ -313,7 +313,16 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
     count = np.bincount(index, minlength=n + 1).astype(np.float64)
     safe = np.where(count > 0, count, 1.0)
     channels = values.shape[1]
-    sums = accumulate.sums(values, index, n)
+    extremes = None
+    if accumulate is CPU_SUMS and _cmoments is not None and (index.size < 2 or np.all(index[1:] >= index[:-1])):
+        # pixels already grouped by object (the neighbourhoods): sums, minima and maxima in one
+        # compiled pass, outside the GIL, with bincount's and vigra's order of operations
+        sums, low, high = (np.zeros((n + 1, channels)) for _ in range(3))
+        starts = np.concatenate([[0], np.cumsum(count.astype(np.int64))]).astype(np.int64)
+        _cmoments.segments(np.ascontiguousarray(values, dtype=np.float64), starts, sums, low, high, channels)
+        extremes = {"Minimum": low, "Maximum": high}
+    else:
+        sums = accumulate.sums(values, index, n)
     mean = sums / safe[:, None]
     covariance = channels > 1 and bool(names & {"Covariance", "PrincipalAxes"})
     pairs = [(a, b) for a in range(channels) for b in range(channels)] if covariance else []
@@ -326,7 +335,7 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
         out["Kurtosis"] = count[:, None] * moments[4] / moments[2] ** 2 - 3.0
     histogram = channels == 1 and bool(names & {"Histogram", "Quantiles"})
     if names & {"Minimum", "Maximum"} or histogram:
-        out.update(_extremes(values, index, n))
+        out.update(extremes or _extremes(values, index, n))
     if covariance:
         out["Covariance"] = products / safe[:, None]
         # vigra takes the eigenvectors of the scatter matrix, not of the covariance (signs differ).

@@ -134,11 +134,11 @@ def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
     structure = ndimage.generate_binary_structure(3, 1)
     if values.shape[0] == 1:
         structure[0] = structure[2] = False
-    nonzero = np.unique(values)
-    nonzero = nonzero[nonzero != 0]
-    if len(nonzero) <= 1:
+    if _one_nonzero_value(values):
         labels, count = ndimage.label(values != 0, structure=structure, output=np.int64)
         return labels, int(count)
+    nonzero = np.unique(values)
+    nonzero = nonzero[nonzero != 0]
     labels = np.zeros(values.shape, dtype=np.int64)
     count = 0
     for value in nonzero:
@@ -146,6 +146,19 @@ def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
         labels[part > 0] = part[part > 0] + count
         count += int(found)
     return labels, count
+
+
+def _one_nonzero_value(values: np.ndarray) -> bool:
+    """Whether the non-zero values of ``values`` are all one value (or there are none), without
+    sorting the slab as ``np.unique`` does (thresholded masks, binary segmentations)."""
+    if values.dtype == bool:
+        return True
+    if values.dtype.kind == "f":  # NaN is a value of its own to np.unique: ask it
+        distinct = np.unique(values)
+        return len(distinct[distinct != 0]) <= 1
+    top, bottom = values.max(initial=0), values.min(initial=0)
+    value = top if top != 0 else bottom
+    return bool(np.all((values == 0) | (values == value)))
 
 
 CPU = ObjectKernels(label_equal_values, smooth)
@@ -161,6 +174,15 @@ class _ProvisionalStore:
         else:
             chunks = tuple(min(n, c) for n, c in zip(shape, (16, 256, 256)))
             self.data = scratch.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks)
+
+
+def _first_indices(flat: np.ndarray, found: int) -> np.ndarray:
+    """(found,) int64: the raster index of each label 1..found's first pixel in ``flat`` (labels
+    0..found, every one present), without sorting the slab."""
+    where = np.flatnonzero(flat)
+    first = np.full(found + 1, flat.size, dtype=np.int64)
+    np.minimum.at(first, flat[where], where)
+    return first[1:]
 
 
 def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
@@ -180,10 +202,7 @@ def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, 
         labels, found = ops.label(values)
         offset = region[axis].start * after
         flat = labels.reshape(-1)
-        ids, first_index = np.unique(flat, return_index=True)
-        keep = ids != 0
-        ids, first_index = ids[keep], first_index[keep]  # ids are 1..found, in order
-        first.append(first_index + offset)
+        first.append(_first_indices(flat, found) + offset)
         count.append(np.bincount(flat, minlength=found + 1)[1:])
         origin = np.array([r.start for r in region])
         boxes = ndimage.find_objects(labels)
