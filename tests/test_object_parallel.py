@@ -64,3 +64,30 @@ def test_object_budget_is_capped_by_default_not_below_a_smaller_budget():
 
     assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=12_000)) == OBJECT_WORKING_SET
     assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=600)) < OBJECT_WORKING_SET
+
+
+def test_grouped_statistics_equal_bincount_and_ufunc_at():
+    """Sums, minima and maxima of pixels grouped by object (the compiled pass) equal bincount's sums
+    and fmin/fmax.at's extremes; NaN is passed over, an object without pixels keeps inf/-inf."""
+    rng = np.random.default_rng(5)
+    index = np.sort(rng.integers(1, 40, 5000))
+    index = index[index != 17]  # an object without pixels
+    values = rng.normal(size=(len(index), 2))
+    values[::97, 1] = np.nan
+    values[index == 3] = np.nan  # an object of NaN only
+    stats = F._intensity_stats(values, index, 40, {"Sum", "Minimum", "Maximum"})
+    for c in range(2):
+        np.testing.assert_array_equal(stats["Sum"][:, c], np.bincount(index, values[:, c], 41))
+    expected = F._extremes(values, index, 40)
+    for name in ("Minimum", "Maximum"):
+        np.testing.assert_array_equal(stats[name], expected[name])
+    assert stats["Minimum"][17, 0] == np.inf and stats["Minimum"][3, 0] == np.inf
+
+
+def test_first_pixel_of_each_label():
+    from gpuheadless.objects.labeling import _first_indices
+
+    labels, found = ndimage.label(np.random.default_rng(2).random((6, 30, 30)) > 0.7)
+    flat = labels.reshape(-1).astype(np.int64)
+    ids, first = np.unique(flat, return_index=True)
+    np.testing.assert_array_equal(_first_indices(flat, found), first[ids != 0])
