@@ -13,7 +13,7 @@ from typing import Sequence
 
 from . import __version__
 from .config import ExportOptions, RunConfig, ram_budget_from_env, threads_from_env
-from .errors import NotImplementedYet, UsageError, UserError
+from .errors import NotImplementedYet, OneLineParser, UsageError, UserError
 from .export import EXPORT_DTYPES, parse_cutout, parse_pair
 from .io.formats import all_format_names
 
@@ -33,14 +33,9 @@ def _bool_value(text: str | None) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (yes/no, true/false, 1/0), got {text!r}")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as argparse but without the usage block
-        raise UsageError(f"{self.prog}: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The batch parser, with every flag of ilastik's headless Pixel Classification mode."""
-    p = _Parser(
+    p = OneLineParser(
         prog="gpuheadless",
         description="Apply an ilastik Pixel Classification project to images, as `run_ilastik.sh --headless`.",
         epilog="Subcommands: `gpuheadless demo` runs a self-contained example; `gpuheadless train --help` "

@@ -1,6 +1,8 @@
-"""The one exception type for problems the user can fix, and the words for failed writes."""
+"""The one exception type for problems the user can fix, the words for failed writes, and the
+argument parser that reports its errors that way."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -61,3 +63,11 @@ def writing_output(path: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise UserError(f"output '{path}': {describe_write_error(exc, path)}") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are a :class:`UsageError` (one line, exit 2), as argparse's
+    own but without the usage block."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message}")

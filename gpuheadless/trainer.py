@@ -14,7 +14,7 @@ import numpy as np
 
 from .backend import cpu_backend
 from .config import threads_from_env
-from .errors import UsageError, UserError, describe_write_error
+from .errors import OneLineParser, UsageError, UserError, describe_write_error
 from .features.plan import FEATURE_IDS, MAX_SCALE, FeatureSelection, make_plan
 from .forest.train import train_forest, vigra_mtry
 from .io.stacks import expand_members, open_input
@@ -358,9 +358,8 @@ def _in_2d_scales(values: Sequence[str] | None) -> str | list[float] | None:
 
 def main(argv: Sequence[str]) -> int:
     """``gpuheadless train ...``; returns the exit status."""
-    from .cli import _Parser  # noqa: PLC0415 - the parser class that turns errors into one line
 
-    parser = _Parser(prog="gpuheadless train", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="gpuheadless train", description=__doc__.splitlines()[0])
     parser.add_argument("--raw", nargs="+", required=True, help="training images (files, file.h5/data, globs)")
     parser.add_argument("--labels", nargs="+", required=True, help="one label image per training image")
     parser.add_argument("--output", required=True, help="the .ilp to write")
