@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import UsageError, UserError
 from . import staging
+from .source import ImageSource, default_axes
 
 PARTIAL_SUFFIX = ".partial"
 _DONE_DIR = ".gpuheadless-done"
@@ -149,7 +150,6 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
     metadata is read from ``.zattrs`` (or a Zarr v3 ``zarr.json``) directly, so an OME-Zarr without
     ``.zgroup`` opens too.
     """
-    from .readers import ImageSource, default_axes  # noqa: PLC0415
 
     root = _Root(local_path(external) if external.startswith("file:") else external, display)
     inner = (internal or "").strip("/")
