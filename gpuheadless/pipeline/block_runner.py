@@ -1,6 +1,6 @@
 """Run one lane's blocks and write them: in a local thread pool, or as tasks on a Dask cluster.
 
-The block function (``pixel.compute_block``) is pure; where a block lands in the output is
+The block function (``block_task.compute_block``) is pure; where a block lands in the output is
 decided here (:func:`place`), the same way for every runner, so every runner writes the same
 bytes. Blocks already recorded as finished (``--resume``, Zarr outputs) are skipped.
 """

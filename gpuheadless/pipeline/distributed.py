@@ -449,7 +449,7 @@ def _worker_task(job: BlockJob, models: Any, block: Block) -> tuple[tuple[slice,
     from ..io.stacks import open_input  # noqa: PLC0415
     from .export_plan import open_mask  # noqa: PLC0415
     from .lane import Lane  # noqa: PLC0415
-    from .pixel import BlockTask, compute_block  # noqa: PLC0415
+    from .block_task import BlockTask, compute_block  # noqa: PLC0415
 
     _tune_worker_malloc()
     cache = getattr(_WORKER_STATE, "tasks", None)

@@ -1,7 +1,7 @@
 """Pixel Classification of an array in memory, block by block, by the same block function as files.
 
 The array is wrapped as an :class:`~gpuheadless.io.readers.ImageSource`, so everything after it
-(lane geometry, feature plan, block layout, :func:`~gpuheadless.pipeline.pixel.compute_block`)
+(lane geometry, feature plan, block layout, :func:`~gpuheadless.pipeline.block_task.compute_block`)
 is the batch path unchanged, and the numbers are the command line's.
 """
 from __future__ import annotations
@@ -105,7 +105,7 @@ class ArrayTask:
 
     def block_task(self, lane: Lane) -> Any:
         """The block function's inputs for ``lane``: the stage's plan and forest, and the stages before it."""
-        from .pixel import BlockTask  # noqa: PLC0415 - pixel imports this module's users
+        from .block_task import BlockTask  # noqa: PLC0415
         from .stages import Stage  # noqa: PLC0415
 
         plans = stage_plans(self.project, lane)[:self.stage + 1]
@@ -130,7 +130,7 @@ def probabilities_tzyxc(task: ArrayTask, source: ImageSource, axes: str, on_devi
     memory and the result is an array of the backend's (CuPy); otherwise a NumPy array.
     ``progress(done, total)`` is called in this thread after each block.
     """
-    from .pixel import compute_block  # noqa: PLC0415
+    from .block_task import compute_block  # noqa: PLC0415
 
     lane = Lane(source, axes)
     block_task = task.block_task(lane)

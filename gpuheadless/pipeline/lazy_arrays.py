@@ -1,7 +1,7 @@
 """Lazy probabilities of a Dask array: one task per chunk, each computed like a block of a file.
 
 Each chunk is taken with the halo its features need (nothing added at the image border) and
-handed to :func:`~gpuheadless.pipeline.pixel.compute_block` as a window
+handed to :func:`~gpuheadless.pipeline.block_task.compute_block` as a window
 onto the whole image, so a chunk's pixels get exactly the arithmetic they get in a batch run
 whatever the chunking: the result equals the command line's, on whatever scheduler computes it.
 """
@@ -54,7 +54,7 @@ def lazy_probabilities(task: ArrayTask, data: Any, axes: str, wanted: str) -> An
 def _chunk_probabilities(task: ArrayTask, window: np.ndarray, window_start: list[int], shape: tuple[int, ...],
                          origin: list[int], stop: list[int], n_classes: int) -> np.ndarray:
     """Probabilities of one chunk ``origin:stop`` (tzyxc) from ``window``, the chunk with its halo."""
-    from .pixel import compute_block  # noqa: PLC0415
+    from .block_task import compute_block  # noqa: PLC0415
 
     lane = Lane(_window_source(np.asarray(window), window_start, shape), AXES)
     block_task = task.block_task(lane)
