@@ -32,9 +32,10 @@ SETTINGS = {
 IMAGES = {"2d": ("synth2d_2048.h5", 2048 * 2048), "3d": ("synth3d_256.h5", 256**3)}
 
 
-def environment(setting: str) -> dict[str, str]:
+def environment(setting: str, threads: int = 2) -> dict[str, str]:
+    """This process's environment for a run with ``setting`` (``default``, ``ram=N``, ``block=N``)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LAZYFLOW_TOTAL_RAM_MB", "GPUHEADLESS_BLOCK_MB")}
-    env["LAZYFLOW_THREADS"] = "2"
+    env["LAZYFLOW_THREADS"] = str(threads)
     if setting.startswith("ram="):
         env["LAZYFLOW_TOTAL_RAM_MB"] = setting[4:]
     elif setting.startswith("block="):

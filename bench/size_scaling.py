@@ -21,6 +21,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from block_sweep import environment  # noqa: E402
 from inputs import CACHE, make_inputs, sweep_input  # noqa: E402
 from measure import measure  # noqa: E402
 from run import _commands, processor  # noqa: E402
@@ -61,8 +62,7 @@ def main() -> int:
                 command = _commands("gpuheadless-cpu", kind, image, out_dir)
                 single = side in SINGLE_RUN[kind]
                 for threads in (1, 2):
-                    env = {k: v for k, v in os.environ.items() if k not in ("LAZYFLOW_TOTAL_RAM_MB", "GPUHEADLESS_BLOCK_MB")}
-                    env["LAZYFLOW_THREADS"] = str(threads)
+                    env = environment("default", threads)
                     runs = []
                     for index in range(1 if single else args.repeat + 1):
                         result = measure(command, env)

@@ -50,6 +50,8 @@ class RunConfig:
     seed: int | None = None
     cwd: str = field(default_factory=os.getcwd)
     progress: bool = True
+    # GPUHEADLESS_BLOCK_MB: one CPU block's working set in MiB (None: the measured fastest)
+    block_mb: float | None = field(default_factory=lambda: block_target_from_env())
 
 
 def threads_from_env(environ: dict[str, str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..config import RunConfig, block_target_from_env, resident_memory_mb
+from ..config import RunConfig, resident_memory_mb
 from ..errors import UserError
 from ..export import ExportTransform
 from .blocks import Block, choose_block_shape, count_blocks, cpu_block_bytes, iter_blocks
@@ -80,7 +80,7 @@ def layout_blocks(
     sharing = max(config.threads, 1) if config.scheduler else workers  # cluster workers each have the budget
     region_shape = tuple(b - a for a, b in zip(start, stop))
     on_device = getattr(task.backend, "on_device", False)
-    target = None if on_device else cpu_block_bytes(region_shape, block_target_from_env())
+    target = None if on_device else cpu_block_bytes(region_shape, config.block_mb)
     shape = block_shape or choose_block_shape(region_shape, halo, lane.n_channels, n_features, task.n_classes, budget,
                                               workers, sharing, target)
     count = count_blocks(tuple(b - a for a, b in zip(start, stop)), shape) * len(range(*region["t"]))
