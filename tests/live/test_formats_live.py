@@ -123,6 +123,8 @@ def test_gpuheadless_outputs_read_by_ilastik(exports):
         values = read[path]
         if fmt == "single-scale OME-Zarr":
             values = np.moveaxis(values[0], 0, -1)
+        elif fmt == "ome-zarr":  # NGFF 0.4 order (issue 20): channels before z, y, x
+            values = np.moveaxis(values, 0, -1)
         np.testing.assert_array_equal(values, expected, err_msg=f"{fmt}: ilastik reads other values")
 
 
