@@ -37,9 +37,12 @@ def _raw_tzyxc(raw: np.ndarray) -> np.ndarray:
 
 def stored_features(path: Path) -> dict:
     """Compare every stored feature value with ours; counts, exact matches and largest difference."""
+    from gpuheadless.backend import cpu_backend
     from gpuheadless.objects.features import neighbourhood_features, standard_features
     from gpuheadless.objects.hull import hull_features
     from gpuheadless.objects.skeleton import skeleton_features
+
+    cpu = cpu_backend()
 
     row = {"objects": 0, "values": 0, "exact": 0, "max_abs_diff": 0.0, "note": ""}
     with h5py.File(path, "r") as f:
@@ -65,7 +68,7 @@ def stored_features(path: Path) -> dict:
             names = list(table["Standard Object Features"])
             plain = [n for n in names if "neighborhood" not in n]
             local = sorted({n.split(" in ")[0] for n in names if n.endswith(" in neighborhood")})
-            ours = {"Standard Object Features": standard_features(image, labels, plain, exclusive_max=False)}
+            ours = {"Standard Object Features": standard_features(image, labels, plain, exclusive_max=False, backend=cpu)}
             ours["Standard Object Features"].update(neighbourhood_features(image, labels, local, margins, False))
             for plugin in ("2D Convex Hull Features", "3D Convex Hull Features"):
                 if plugin in table:

@@ -6,6 +6,7 @@ below, never ``numpy`` directly on block data, so one code path serves both devi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ class Backend:
         ``numpy`` or ``cupy``.
     ndi : module
         ``scipy.ndimage`` or ``cupyx.scipy.ndimage``.
+    info : dict
+        The device's name, and per-thread state (streams, the object sums' device caches).
+    kernels : KernelSet or None
+        The CUDA kernels (:mod:`gpuheadless.gpu.kernels`); None on the CPU.
+    threads : int
+        CPU threads the work inside one call may use (the object smoothing's lines);
+        ``LAZYFLOW_THREADS`` of the run.
     """
 
     name: str
@@ -40,6 +48,7 @@ class Backend:
     ndi: ModuleType
     info: dict[str, Any] = field(default_factory=dict, compare=False)
     kernels: Any = field(default=None, compare=False, repr=False)
+    threads: int = field(default=1, compare=False)
 
     @property
     def on_device(self) -> bool:
@@ -49,15 +58,16 @@ class Backend:
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Move ``array`` to this backend's device (no copy on the CPU when possible).
 
-        On a GPU, host arrays go through a pinned (page-locked) staging buffer, which the
-        driver copies faster and without an extra bounce.
+        On a GPU, a host array is copied once: CuPy stages it through its own pinned buffer
+        (a staging copy of ours came on top of that). Small integers and booleans travel as they
+        are and are converted on the device, which moves a quarter or half of the bytes of
+        float32; other conversions stay on the host, where no float is flushed to zero. (Integers of up to 16 bits are exact in float32: no rounding either way.)
         """
         if self.on_device and isinstance(array, np.ndarray):
-            import cupyx  # noqa: PLC0415
-
-            staged = cupyx.empty_pinned(array.shape, dtype=dtype or array.dtype)
-            staged[...] = array
-            return self.xp.asarray(staged)
+            target = np.dtype(dtype or array.dtype)
+            if target != array.dtype and array.dtype.kind in "biu" and array.dtype.itemsize <= 2 and target.kind == "f":
+                return self.xp.asarray(array).astype(target)
+            return self.xp.asarray(array, dtype=target)
         return self.xp.asarray(array, dtype=dtype)
 
     def stream(self) -> Any:
@@ -110,6 +120,75 @@ class Backend:
         self.ndi.correlate1d(array, self.xp.asarray(kernel.taps), axis=axis, mode="mirror", output=out)
         return out
 
+    # Object Classification's operations. The CPU versions are imported on use: a Pixel
+    # Classification run never loads the object code.
+
+    def smooth(self, prediction: Any, sigmas: tuple[float, float, float], axes: tuple[int, ...] | None = None) -> Any:
+        """The Threshold and Size Filter's Gaussian smoothing, vigra's bit for bit.
+
+        Parameters
+        ----------
+        prediction : (Z, Y, X, C) array
+        sigmas : (z, y, x) floats
+        axes : tuple of int, optional
+            As :func:`gpuheadless.objects.threshold.smooth`.
+
+        Returns
+        -------
+        (Z, Y, X, C) float32 array on this backend's device (it is thresholded there).
+        """
+        if self.kernels is None:
+            from .objects.threshold import smooth  # noqa: PLC0415
+
+            return smooth(prediction, sigmas, axes, self.threads)
+        from .gpu.object_ops import smooth_on_device  # noqa: PLC0415
+
+        return smooth_on_device(self.kernels, self.xp, prediction, sigmas, axes)
+
+    def label(self, values: Any) -> tuple[np.ndarray, int]:
+        """Connected regions of equal non-zero value of a (Z, Y, X) slab, 4/6-connected.
+
+        Returns
+        -------
+        labels : (Z, Y, X) int64 ndarray in host memory, regions 1..count
+        count : int
+        """
+        if self.kernels is None:
+            from .objects.labeling import label_equal_values  # noqa: PLC0415
+
+            return label_equal_values(self.to_host(values))
+        from .gpu.object_ops import label_on_device  # noqa: PLC0415
+
+        return label_on_device(self.kernels, self.xp, values)
+
+    def object_sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+        """``(n + 1, k)`` float64: per object (``index`` in 0..n per pixel) the sum of each column
+        of ``columns`` (pixels, k) float64, each object's pixels added in raster order (vigra's)."""
+        if self.kernels is None:
+            from .objects.features import bincount_sums  # noqa: PLC0415
+
+            return bincount_sums(columns, index, n)
+        return self._device_sums().sums(columns, index, n)
+
+    def centred_sums(self, columns: np.ndarray, index: np.ndarray, n: int, centre: np.ndarray, powers: bool,
+                     pairs: list[tuple[int, int]]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """Per object the central moment sums as vigra forms them (see
+        :func:`gpuheadless.objects.features.centred_sums`), in host memory."""
+        if self.kernels is None:
+            from .objects.features import centred_sums  # noqa: PLC0415
+
+            return centred_sums(columns, index, n, centre, powers, pairs)
+        return self._device_sums().centred_sums(columns, index, n, centre, powers, pairs)
+
+    def _device_sums(self) -> Any:
+        """This thread's :class:`~gpuheadless.gpu.object_ops.DeviceObjectSums` (it caches device arrays)."""
+        local = self.info.setdefault("_thread_sums", threading.local())
+        if not hasattr(local, "sums"):
+            from .gpu.object_ops import DeviceObjectSums  # noqa: PLC0415
+
+            local.sums = DeviceObjectSums(self.kernels, self.xp)
+        return local.sums
+
 
 class _ImportedOnUse:
     """A module imported at its first attribute lookup.
@@ -139,9 +218,9 @@ class _ImportedOnUse:
 _SCIPY_NDIMAGE = _ImportedOnUse("scipy.ndimage")
 
 
-def cpu_backend() -> Backend:
+def cpu_backend(threads: int = 1) -> Backend:
     """The NumPy/SciPy backend: always available, the reference implementation."""
-    return Backend("cpu", np, _SCIPY_NDIMAGE)
+    return Backend("cpu", np, _SCIPY_NDIMAGE, threads=max(threads, 1))
 
 
 def probe_gpu() -> tuple[Backend | None, str]:
@@ -170,33 +249,47 @@ def probe_gpu() -> tuple[Backend | None, str]:
         if value != 2.0:
             return None, "the probe kernel returned a wrong value"
         import cupyx.scipy.ndimage as cndi  # noqa: PLC0415
+
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        name = props.get("name", b"").decode(errors="replace")
     except Exception as exc:
         return None, f"CUDA kernels cannot run ({type(exc).__name__}: {exc})"
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    name = props.get("name", b"").decode(errors="replace")
-    from .gpu.kernels import KernelSet, cupy_loader  # noqa: PLC0415
+    try:
+        # Our own kernels too (compiled once, then cached): a compile error, a missing header or
+        # a missing kernel folder sends an auto run to the CPU here, not in its first block.
+        from .gpu.kernels import KernelSet, cupy_loader  # noqa: PLC0415
 
-    return Backend("gpu", cupy, cndi, {"device": name}, KernelSet(cupy_loader, cupy)), ""
+        kernels = KernelSet(cupy_loader, cupy)
+        kernels.compile_all()
+    except Exception as exc:
+        return None, f"the CUDA kernels of gpuheadless cannot be compiled ({type(exc).__name__}: {_first_line(exc)})"
+    return Backend("gpu", cupy, cndi, {"device": name}, kernels), ""
 
 
-def select_backend(device: str) -> Backend:
-    """Resolve ``--device auto|cpu|gpu`` to a backend.
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a compiler log follows it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def select_backend(device: str, threads: int = 1) -> Backend:
+    """Resolve ``--device auto|cpu|gpu`` to a backend whose calls may use ``threads`` CPU threads.
 
     ``auto`` uses a usable GPU and otherwise logs one line saying why it uses the CPU. ``gpu``
     without a usable GPU is a :class:`~gpuheadless.errors.UsageError`.
     """
     if device == "cpu":
-        return cpu_backend()
+        return cpu_backend(threads)
     if device not in ("auto", "gpu"):
         raise UsageError(f"--device: expected auto, cpu or gpu, got {device!r}")
     gpu, reason = probe_gpu()
     if gpu is not None:
         _announce(f"Using the GPU: {gpu.info.get('device', 'CUDA device')}")
-        return gpu
+        return dataclasses.replace(gpu, threads=max(threads, 1))
     if device == "gpu":
         raise UsageError(f"--device gpu: no usable GPU: {reason}")
     _announce(f"Using the CPU: {reason}")
-    return cpu_backend()
+    return cpu_backend(threads)
 
 
 _announced: set[str] = set()

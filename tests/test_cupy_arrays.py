@@ -38,8 +38,8 @@ def _reference():
 @pytest.fixture
 def emulated_gpu(monkeypatch):
     backend = cupy_emulation.backend()
-    monkeypatch.setattr(api, "select_backend", lambda device: backend)
-    monkeypatch.setattr(object_api, "select_backend", lambda device: backend)
+    monkeypatch.setattr(api, "select_backend", lambda device, threads=1: backend)
+    monkeypatch.setattr(object_api, "select_backend", lambda device, threads=1: backend)
     cupy_emulation.transfers.clear()
     return backend
 

@@ -152,11 +152,10 @@ def _first_pixel_of_component(labels: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("shape", [(5, 30, 40, 2), (1, 33, 77, 1), (3, 2, 9, 1)])
 def test_smoothing_kernel_equals_the_cpu_smoothing(shape, kernels, thread_order):
-    from gpuheadless.objects.threshold import gpu_smoother, smooth
-
+    emulated = Backend("gpu", np, scipy.ndimage, {"device": "CPU emulation"}, kernels)
     values = np.random.default_rng(1).random(shape).astype(np.float32)
     for sigmas in ((1.0, 1.0, 1.0), (0.7, 1.3, 2.5), (3.0, 3.0, 3.0)):  # (3, 2, 9): reflections beyond the edge
-        np.testing.assert_array_equal(gpu_smoother(kernels, np)(values, sigmas), smooth(values, sigmas))
+        np.testing.assert_array_equal(emulated.smooth(values, sigmas), cpu_backend().smooth(values, sigmas))
 
 
 @pytest.mark.parametrize("shape", [(1, 40, 57), (9, 21, 17)])
@@ -173,7 +172,7 @@ def test_labeling_kernels_find_the_cpu_components(shape, kernels, thread_order):
 def test_object_sum_kernels_give_the_cpu_standard_features(data, kernels, thread_order):
     import h5py
 
-    from gpuheadless.objects.features import DeviceSums, standard_features
+    from gpuheadless.objects.features import standard_features
 
     names = ["Count", "Sum", "Mean", "Variance", "Skewness", "Kurtosis", "Covariance", "PrincipalAxes", "RegionCenter",
              "RegionRadii", "RegionAxes", "Minimum", "Maximum"]
@@ -181,8 +180,9 @@ def test_object_sum_kernels_give_the_cpu_standard_features(data, kernels, thread
             h5py.File(data / "inputs/5t3d2c.h5", "r") as raw:
         labels = f["ObjectExtraction/LabelImage_v2/labelimage000/block0002"][0, ..., 0]  # x, y, z
         image = np.transpose(raw["data"][2], (2, 1, 0, 3)).astype(np.float32)
-    cpu = standard_features(image, labels, names, origin=(3, 5, 7))
-    gpu = standard_features(image, labels, names, origin=(3, 5, 7), accumulate=DeviceSums(kernels, np))
+    emulated = Backend("gpu", np, scipy.ndimage, {"device": "CPU emulation"}, kernels)
+    cpu = standard_features(image, labels, names, origin=(3, 5, 7), backend=cpu_backend())
+    gpu = standard_features(image, labels, names, origin=(3, 5, 7), backend=emulated)
     assert len(cpu["Count"]) > 10
     for name in names:
         np.testing.assert_array_equal(gpu[name], cpu[name], err_msg=name)
@@ -195,9 +195,9 @@ def test_objects_through_the_gpu_labeling_host_code_equal_ilastiks(data, tmp_pat
     from cli_helpers import run_cli
 
     import gpuheadless.objects.workflow as workflow
-    from gpuheadless.objects.labeling import gpu_object_kernels
 
-    monkeypatch.setattr(workflow, "_object_kernels", lambda config: gpu_object_kernels(kernels, np))
+    emulated = Backend("gpu", np, scipy.ndimage, {"device": "CPU emulation"}, kernels)
+    monkeypatch.setattr(workflow, "select_backend", lambda device, threads=1: emulated)
     code, err = run_cli(["--headless", f"--project={data}/projects/ObjectClassification5t3d2c_wPred.ilp",
                          f"--raw_data={data}/inputs/5t3d2c.h5/data",
                          f"--prediction_maps={data}/inputs/5t3d2c_Probabilities.h5/exported_data",
@@ -229,7 +229,7 @@ def test_whole_pipeline_through_the_gpu_host_code_is_bit_identical(data, tmp_pat
                            export=ExportOptions(output_format="numpy", output_filename_format=str(tmp_path / f"{name}.npy")),
                            threads=1, ram_budget_mb=600, cwd=str(data), progress=False)
         original = pixel.select_backend
-        pixel.select_backend = lambda device, b=backend: b
+        pixel.select_backend = lambda device, threads=1, b=backend: b
         try:
             results, failures = pixel.run_batch(config)
         finally:

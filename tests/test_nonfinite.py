@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
+from gpuheadless.backend import cpu_backend
 from gpuheadless.objects import threshold
 from gpuheadless.objects.features import labelled_range, standard_features
+
+CPU = cpu_backend()
 
 
 def _direct_smoothing(values: np.ndarray, sigma: float, axis: int) -> np.ndarray:
@@ -65,7 +68,7 @@ def test_minimum_maximum_and_histogram_pass_over_nan_as_vigra():
     image = np.array([1.0, np.nan, 5.0, 2.0, 3.0, 7.0], dtype=np.float32).reshape(6, 1, 1, 1)
     labels = np.array([1, 1, 1, 2, 2, 2], dtype=np.uint32).reshape(6, 1, 1)
     with np.errstate(all="ignore"):
-        features = standard_features(image, labels, ["Minimum", "Maximum", "Histogram", "Sum"], dims=2)
+        features = standard_features(image, labels, ["Minimum", "Maximum", "Histogram", "Sum"], dims=2, backend=CPU)
     np.testing.assert_array_equal(features["Minimum"][1:, 0], [1.0, 2.0])
     np.testing.assert_array_equal(features["Maximum"][1:, 0], [5.0, 7.0])
     assert features["Histogram"][1].sum() == 2 and features["Histogram"][2].sum() == 3  # the NaN in no bin

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from gpuheadless.backend import cpu_backend
 from gpuheadless.objects.labeling import label_image_ids, segmentation_ids, threshold_ids
 from gpuheadless.objects.threshold import ThresholdSettings
 from object_reference import object_ids, relabel_consecutive, threshold
 
 WHOLE = (slice(None),) * 3
+CPU = cpu_backend()
 
 
 def _prediction(shape, seed):
@@ -32,7 +34,7 @@ def test_slab_thresholding_equals_the_whole_image(shape, method, channel, tmp_pa
     with h5py.File(tmp_path / "scratch.h5", "w") as scratch:
         for thickness in (1, 2, 3, 7, 1000):
             ids = threshold_ids(lambda region: maps[region], shape, settings, thickness,
-                                scratch if thickness == 2 else None, f"t{thickness}")
+                                scratch if thickness == 2 else None, f"t{thickness}", CPU)
             np.testing.assert_array_equal(ids.read(WHOLE), reference, err_msg=f"thickness {thickness}")
             assert ids.n_objects == reference.max()
             for i, box in enumerate(boxes, start=1):
@@ -47,7 +49,7 @@ def test_slab_segmentation_and_label_images_equal_the_whole_image(shape):
     labels = np.random.default_rng(2).integers(0, 2**40, size=20).astype(np.uint64)[reference % 20] * (reference > 0)
     relabelled = relabel_consecutive(labels)
     for thickness in (1, 3, 1000):
-        np.testing.assert_array_equal(segmentation_ids(lambda r: segmentation[r], shape, thickness, None, "s").read(WHOLE),
+        np.testing.assert_array_equal(segmentation_ids(lambda r: segmentation[r], shape, thickness, None, "s", CPU).read(WHOLE),
                                       reference)
         np.testing.assert_array_equal(label_image_ids(lambda r: labels[r], shape, thickness).read(WHOLE), relabelled)
 
@@ -79,7 +81,7 @@ def test_tiny_budget_gives_the_one_block_results(name, flag, second, raw, data, 
         return folder, err
 
     whole, _ = run(tmp_path / "whole")
-    monkeypatch.setattr(workflow, "block_budget_bytes", lambda config: 64 * 2**10)
+    monkeypatch.setattr(workflow, "block_budget_bytes", lambda config, backend=None: 64 * 2**10)
     small, log = run(tmp_path / "small")
     assert "objects labelled in slabs of" in log and "batches" in log and "temporary file" in log
     for image in ("Object Identities.h5", "Object Probabilities.h5"):

@@ -59,11 +59,30 @@ def test_smoothing_on_threads_equals_one_thread(shape):
 
 
 def test_object_budget_is_capped_by_default_not_below_a_smaller_budget():
+    from gpuheadless.backend import cpu_backend
     from gpuheadless.config import RunConfig
     from gpuheadless.objects.workflow import OBJECT_WORKING_SET, object_budget_bytes
 
-    assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=12_000)) == OBJECT_WORKING_SET
-    assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=600)) < OBJECT_WORKING_SET
+    cpu = cpu_backend()
+    assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=12_000), cpu) == OBJECT_WORKING_SET
+    assert object_budget_bytes(RunConfig(project="p.ilp", inputs=[], ram_budget_mb=600), cpu) < OBJECT_WORKING_SET
+
+
+def test_object_budget_on_a_gpu_is_capped_by_its_free_memory_and_gpu_memory_mb():
+    """Issue 14's defect 3: the object stage's slabs are sized for the device they run on."""
+    from gpuheadless.backend import cpu_backend
+    from gpuheadless.config import RunConfig
+    from gpuheadless.objects.workflow import object_budget_bytes
+
+    class SmallGpu:
+        def device_free_bytes(self) -> int:
+            return 200 * 2**20
+
+    config = RunConfig(project="p.ilp", inputs=[], ram_budget_mb=12_000)
+    assert object_budget_bytes(config, SmallGpu()) == 0.8 * 200 * 2**20
+    capped = RunConfig(project="p.ilp", inputs=[], ram_budget_mb=12_000, gpu_memory_mb=64)
+    assert object_budget_bytes(capped, SmallGpu()) == 64 * 2**20
+    assert object_budget_bytes(capped, cpu_backend()) > 64 * 2**20  # the GPU cap is not the host's
 
 
 def test_grouped_statistics_equal_bincount_and_ufunc_at():
@@ -75,7 +94,7 @@ def test_grouped_statistics_equal_bincount_and_ufunc_at():
     values = rng.normal(size=(len(index), 2))
     values[::97, 1] = np.nan
     values[index == 3] = np.nan  # an object of NaN only
-    stats = F._intensity_stats(values, index, 40, {"Sum", "Minimum", "Maximum"})
+    stats = F._intensity_stats(values, index, 40, {"Sum", "Minimum", "Maximum"}, None, None)
     for c in range(2):
         np.testing.assert_array_equal(stats["Sum"][:, c], np.bincount(index, values[:, c], 41))
     expected = F._extremes(values, index, 40)

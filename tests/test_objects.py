@@ -11,8 +11,11 @@ import pytest
 
 from gpuheadless.objects.classifier import feature_matrix, object_probabilities, predicted_classes
 from gpuheadless.objects.eigensystem import symmetric_eigensystem
+from gpuheadless.backend import cpu_backend
 from gpuheadless.objects.features import neighbourhood_features, standard_features
 from gpuheadless.project.vigra_forest import read_vigra_forests
+
+CPU = cpu_backend()
 
 PROJECT = "projects/ObjectClassification5t3d2c_wPred_tablecsv.ilp"
 DEFAULTS = ("RegionCenter", "Coord<Minimum>", "Coord<Maximum>", "Count")
@@ -42,7 +45,7 @@ def _ours(image, labels, selected, margins):
     plain = [n for n in names if "neighborhood" not in n]
     local = [n[: -len(" in neighborhood")] for n in names if n.endswith(" in neighborhood")]
     # The project was written by ilastik 1.2.2, which stored Coord<Maximum> inclusive.
-    ours = standard_features(image, labels, plain + list(DEFAULTS), exclusive_max=False)
+    ours = standard_features(image, labels, plain + list(DEFAULTS), exclusive_max=False, backend=CPU)
     ours.update(neighbourhood_features(image, labels, local, margins, exclusive_max=False))
     return ours
 
@@ -211,7 +214,7 @@ def test_standard_and_hull_features_of_every_project_equal_the_stored_ones(name,
             image = np.transpose(raw[t], (2, 1, 0, 3)).astype(np.float32)  # x, y, z, c
             plain = [n for n in names if "neighborhood" not in n]
             local = [n[: -len(" in neighborhood")] for n in names if n.endswith(" in neighborhood")]
-            ours = standard_features(image, labels, plain, exclusive_max=False)
+            ours = standard_features(image, labels, plain, exclusive_max=False, backend=CPU)
             ours.update(neighbourhood_features(image, labels, local, margins, exclusive_max=False))
             stored = f[f"ObjectExtraction/RegionFeatures/0000/{key}"]
             for feature, values in ours.items():
@@ -269,7 +272,7 @@ def test_label_image_ids_follow_first_occurrence_and_equal_values_form_objects()
     np.testing.assert_array_equal(ids.original, [0, 5, 9, 3, 7])  # ilastik's original_oid column
     # A binary image with values 1 and 2: touching regions of different values are separate objects.
     segmentation = np.array([[[1, 1, 2, 0, 2]]], dtype=np.uint8)
-    ids = segmentation_ids(lambda region: segmentation[region], segmentation.shape, 1, None, "s").read(whole)
+    ids = segmentation_ids(lambda region: segmentation[region], segmentation.shape, 1, None, "s", CPU).read(whole)
     np.testing.assert_array_equal(ids, [[[1, 1, 2, 0, 3]]])
 
 
@@ -468,7 +471,7 @@ def test_moments_and_axes_are_vigras_accumulators():
     labels = np.ones((3, 4), np.uint32)
     labels[0, 0] = 0
     names = ["Covariance", "PrincipalAxes", "RegionAxes", "RegionRadii", "Skewness"]
-    got = standard_features(image, labels.T[:, :, None], names, dtype=np.float64)
+    got = standard_features(image, labels.T[:, :, None], names, dtype=np.float64, backend=CPU)
     expected = {
         "Covariance": ["0x1.459bc8e043adcp-4", "0x1.1cdaf9fbc5167p-8", "0x1.1cdaf9fbc5167p-8", "0x1.9d06ee9854973p-6"],
         "PrincipalAxes": ["0x1.fe631bc2b3f84p-1", "0x1.44dc0e550414ep-4", "0x1.44dc0e550414ep-4",
@@ -526,7 +529,7 @@ def test_compiled_moment_sums_equal_the_numpy_reference(kind):
         columns += rng.random(columns.shape)
     if kind == "signed zeros":
         columns[rng.random(columns.shape) < 0.3] = -0.0
-    centre = features.CPU_SUMS.sums(columns, index, n) / np.maximum(np.bincount(index, minlength=n + 1), 1)[:, None]
+    centre = features.bincount_sums(columns, index, n) / np.maximum(np.bincount(index, minlength=n + 1), 1)[:, None]
     pairs = [(a, b) for a in range(channels) for b in range(channels)]
     got = features.moment_sums(columns, index, n, centre, True, pairs)
     expected = features._reference_moment_sums(columns, index, n, centre, True, pairs)
@@ -550,7 +553,7 @@ def test_neighbourhood_features_of_many_objects_equal_one_vigra_call_each():
     for i in range(1, int(labels.max()) + 1):
         # One object at a time: its context's pixels x fastest, statistics of that set alone.
         values = features._context_values(image, labels, i, ndimage_box(labels, i), [5, 3], True, 2)
-        alone = features._intensity_stats(values, np.ones(len(values), np.int64), 1, set(names))
+        alone = features._intensity_stats(values, np.ones(len(values), np.int64), 1, set(names), None, None)
         for name in names:
             np.testing.assert_array_equal(together[name + " in neighborhood"][i], alone[name][1].astype(np.float32))
     with pytest.MonkeyPatch.context() as patch:

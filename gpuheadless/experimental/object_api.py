@@ -22,7 +22,7 @@ from ..config import RunConfig, ram_budget_from_env, threads_from_env
 from ..errors import UserError
 from ..objects.in_memory import ObjectArrays, classify_arrays
 from ..objects.project import ObjectProject, read_object_project
-from ..objects.workflow import check_plugins, object_kernels, train_if_needed
+from ..objects.workflow import check_plugins, train_if_needed
 from ..pipeline.in_memory import ArrayAxesError, ArrayTask, array_source, check_fits, probabilities_tzyxc, to_axes
 from ..project.ilp import read_project
 from .arrays import like, ndim, to_host, unwrap
@@ -131,9 +131,8 @@ class ObjectClassificationPipeline:
     def __init__(self, project: ObjectProject, device: str = "auto") -> None:
         self._config = RunConfig(project=str(project.path), inputs=[], threads=threads_from_env(),
                                  ram_budget_mb=ram_budget_from_env(), device=device, progress=False)
-        self._backend = select_backend(device)
-        self._ops = object_kernels(self._backend)
-        train_if_needed(self._config, project, self._ops)
+        self._backend = select_backend(device, self._config.threads)
+        train_if_needed(self._config, project, self._backend)
         self._project = project
         self._pixel = read_project(str(project.path)) if project.variant == "pixel" else None
 
@@ -188,7 +187,7 @@ class ObjectClassificationPipeline:
             second_data, second_axes, _ = unwrap(given, second_axes or _second_axes(axes, ndim(given)),
                                                  self.second_input, "second_axes")
             second_data = to_host(second_data)
-        objects = classify_arrays(self._project, self._config, self._ops, host_raw, axes, second_data, second_axes)
+        objects = classify_arrays(self._project, self._config, self._backend, host_raw, axes, second_data, second_axes)
         labels = "".join(a for a in axes if a != "c")
         channels = axes if "c" in axes else axes + "c"
 

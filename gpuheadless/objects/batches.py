@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .features import CPU_SUMS, NEIGHBOURHOOD_SUFFIX, BincountSums, labelled_range, neighbourhood_features, standard_features
+from .features import NEIGHBOURHOOD_SUFFIX, labelled_range, neighbourhood_features, standard_features
 from .hull import hull_features
 from .skeleton import skeleton_features
 from .labeling import ObjectIds, Region, iter_slabs, slab_thickness
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def _batches(ids: ObjectIds, widen_low: np.ndarray, widen_high: np.ndarray, byte
 
 def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, selected: dict[str, list[str]],
                     margins: dict[str, np.ndarray], channels: int, budget: float,
-                    accumulate: BincountSums = CPU_SUMS, threads: int = 1) -> dict[str, dict[str, np.ndarray]]:
+                    backend: Backend) -> dict[str, dict[str, np.ndarray]]:
     """``{plugin: {feature: (n + 1, width)}}`` of one time point, plus ilastik's ``Default features``.
 
     Parameters
@@ -84,10 +87,9 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
     channels : int
     budget : float
         Bytes a batch may use.
-    accumulate : BincountSums
-        Where the standard features' per-object sums are made (CPU, or the CUDA kernels).
-    threads : int
-        Objects whose neighbourhoods are found at once.
+    backend : Backend
+        Where the standard features' per-object sums are made (the CPU, or the GPU's kernels);
+        its ``threads`` objects have their neighbourhoods found at once (on the CPU).
     """
     n = ids.n_objects
     dims = 3 if ids.shape[0] > 1 else 2
@@ -112,7 +114,7 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
     batches = _batches(ids, widen_low, widen_high, feature_bytes_per_voxel(channels), budget)
     for first, last, region in batches:
         part = _batch_features(read_raw, ids, region, first, last, plain, local, reach, selected, value_range, dims,
-                               accumulate, threads)
+                               backend)
         for plugin, table in part.items():
             out = tables.setdefault(plugin, {})
             for name, rows in table.items():
@@ -126,7 +128,7 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
         log.debug("features of %d objects in %d batches", n, len(batches))
     if not batches:  # no object: empty tables of the right widths
         empty = _batch_features(read_raw, ids, tuple(slice(0, 1) for _ in range(3)), 1, 0, plain, local, reach,
-                                selected, value_range, dims)
+                                selected, value_range, dims, backend)
         tables = {p: {k: np.zeros((1,) + v.shape[1:], v.dtype) for k, v in t.items()} for p, t in empty.items()}
         if ids.original is not None:
             tables["Default features"]["original_oid"] = ids.original.reshape(-1, 1)
@@ -134,8 +136,7 @@ def object_features(read_raw: Callable[[Region], np.ndarray], ids: ObjectIds, se
 
 
 def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: int, plain, local, reach, selected,
-                    value_range, dims: int, accumulate: BincountSums = CPU_SUMS,
-                    threads: int = 1) -> dict[str, dict[str, np.ndarray]]:
+                    value_range, dims: int, backend: Backend) -> dict[str, dict[str, np.ndarray]]:
     """The features of objects first..last (rows 1..k) from the box ``region``."""
     k = last - first + 1
     found = ids.read(region).astype(np.int64)
@@ -146,7 +147,7 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
     batch_xyz = np.transpose(batch, (2, 1, 0))
     origin = tuple(r.start for r in region)[::-1]
     computed = standard_features(image_xyzc, batch_xyz, list(plain) + list(DEFAULT_FEATURES), True, np.float64,
-                                 origin, value_range, dims, accumulate)
+                                 origin, value_range, dims, backend=backend)
     computed = {name: _rows(values, k) for name, values in computed.items()}
     defaults = {name: computed[name] for name in DEFAULT_FEATURES}  # float64, as vigra returns them
     features = {name: values.astype(np.float32) for name, values in computed.items()}  # plugin features: float32
@@ -154,7 +155,7 @@ def _batch_features(read_raw, ids: ObjectIds, region: Region, first: int, last: 
         # Other objects are the neighbourhood's context: label them k + 1, beyond the objects computed.
         context_xyz = np.transpose(np.where(mine, batch, np.where(found > 0, k + 1, 0)), (2, 1, 0))
         features.update(neighbourhood_features(image_xyzc, context_xyz, local, reach, True, count=k, dims=dims,
-                                               threads=threads))
+                                               threads=backend.threads))
     # a name the project selects but no plugin computes is left out here; feature_matrix names it
     result = {STANDARD_PLUGIN: {name: features[name] for name in selected.get(STANDARD_PLUGIN, []) if name in features},
               "Default features": defaults}

@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from .eigensystem import symmetric_eigensystem
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 try:
     from . import _cmoments
@@ -218,81 +221,31 @@ def _reference_moment_sums(columns, index, n, centre, powers, pairs):
     if powers:
         shape = columns.shape
         cube_values, fourth_values = libm_powers((columns - centre[index]).reshape(-1))
-        cubes = CPU_SUMS.sums(cube_values.reshape(shape), index, n)
-        fourths = CPU_SUMS.sums(fourth_values.reshape(shape), index, n)
+        cubes = bincount_sums(cube_values.reshape(shape), index, n)
+        fourths = bincount_sums(fourth_values.reshape(shape), index, n)
     return squares, cubes, fourths, products
 
 
-class BincountSums:
-    """Per-object sums on the CPU, each object's pixels added in raster order as vigra adds them."""
-
-    def sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
-        """``(n + 1, k)``: per object the sum of each column."""
-        return np.stack([np.bincount(index, columns[:, c], n + 1) for c in range(columns.shape[1])], axis=1)
-
-    def centred_sums(self, columns: np.ndarray, index: np.ndarray, n: int, centre: np.ndarray, powers: bool,
-                     pairs: list[tuple[int, int]]) -> tuple[dict[int, np.ndarray], np.ndarray]:
-        """Per object the central moment sums as vigra forms them.
-
-        Returns ``({2: squares, 3: cubes, 4: fourths}, products)``: squares (n + 1, k) and the
-        scatter products (n + 1, len(pairs)) by :func:`running_moment_sums`; when ``powers``, the
-        sums of ``pow(d, 3)`` and ``pow(d, 4)`` (:func:`libm_powers`), d = column - ``centre``
-        (vigra's second pass over the pixels); without ``powers`` the moments are {}.
-        (:func:`moment_sums` does all of it.)
-        """
-        squares, cubes, fourths, products = moment_sums(columns, index, n, centre, powers, pairs)
-        if not powers:
-            return {}, products
-        return {2: squares, 3: cubes, 4: fourths}, products
+def bincount_sums(columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """``(n + 1, k)``: per object the sum of each column of ``columns`` (pixels, k) float64, each
+    object's pixels added in raster order as vigra adds them (the CPU's per-object sums)."""
+    return np.stack([np.bincount(index, columns[:, c], n + 1) for c in range(columns.shape[1])], axis=1)
 
 
-class DeviceSums(BincountSums):
-    """The same sums through the CUDA kernels of ``kernels`` (one thread per object, the pixels in
-    raster order): bit-identical to :class:`BincountSums`."""
+def centred_sums(columns: np.ndarray, index: np.ndarray, n: int, centre: np.ndarray, powers: bool,
+                 pairs: list[tuple[int, int]]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Per object the central moment sums as vigra forms them (the CPU's).
 
-    def __init__(self, kernels, xp) -> None:
-        self._kernels = kernels
-        self._xp = xp
-        # The standard features ask twice per array (sums, then centred sums) with the same object
-        # index: keep the last index's runs and the last arrays on the device instead of redoing them.
-        self._runs_of: tuple = (None, None)
-        self._uploaded: list[tuple] = []  # (host array, device copy): the intensities and the coordinates
-
-    def _runs(self, index: np.ndarray, n: int):
-        """The pixel order grouped by object (raster order within each) and each object's start, on the device."""
-        if self._runs_of[0] is not index:
-            order = np.argsort(index, kind="stable")
-            starts = np.searchsorted(index[order], np.arange(n + 2))
-            self._runs_of = (index, (self._xp.asarray(order), self._xp.asarray(starts)))
-        return self._runs_of[1]
-
-    def _host(self, array):
-        return array.get() if hasattr(array, "get") else np.asarray(array)
-
-    def _upload(self, columns: np.ndarray):
-        for host, device in self._uploaded:
-            if host is columns:
-                return device
-        device = self._xp.asarray(columns)
-        self._uploaded = self._uploaded[-1:] + [(columns, device)]
-        return device
-
-    def sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
-        order, starts = self._runs(index, n)
-        return self._host(self._kernels.object_sums(self._upload(columns), order, starts))
-
-    def centred_sums(self, columns, index, n, centre, powers, pairs):
-        order, starts = self._runs(index, n)
-        squares, products = self._kernels.object_moment_sums(self._upload(columns), order, starts, powers, list(pairs))
-        products = self._host(products)
-        if not powers:
-            return {}, products
-        # The C library's pow cannot run on the device: its sums are made here, in the same order.
-        _, cubes, fourths, _ = moment_sums(columns, index, n, centre, True, [])
-        return {2: self._host(squares), 3: cubes, 4: fourths}, products
-
-
-CPU_SUMS = BincountSums()
+    Returns ``({2: squares, 3: cubes, 4: fourths}, products)``: squares (n + 1, k) and the
+    scatter products (n + 1, len(pairs)) by :func:`running_moment_sums`; when ``powers``, the
+    sums of ``pow(d, 3)`` and ``pow(d, 4)`` (:func:`libm_powers`), d = column - ``centre``
+    (vigra's second pass over the pixels); without ``powers`` the moments are {}.
+    (:func:`moment_sums` does all of it.)
+    """
+    squares, cubes, fourths, products = moment_sums(columns, index, n, centre, powers, pairs)
+    if not powers:
+        return {}, products
+    return {2: squares, 3: cubes, 4: fourths}, products
 
 
 def _libm_pow(values: np.ndarray, exponent: float) -> np.ndarray:
@@ -302,19 +255,21 @@ def _libm_pow(values: np.ndarray, exponent: float) -> np.ndarray:
 
 
 def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[str],
-                     value_range: tuple[float, float] | None = None,
-                     accumulate: BincountSums = CPU_SUMS, own_range: bool = False) -> dict[str, np.ndarray]:
+                     value_range: tuple[float, float] | None,
+                     backend: Backend | None, own_range: bool = False) -> dict[str, np.ndarray]:
     """Per-label statistics of ``values`` (pixels, C) for labels ``index`` in 0..n (row 0 unused).
 
     The histogram range is ``value_range``, else that of all labelled pixels; with ``own_range``
-    each label's own (min, max), as separate vigra calls per label give.
+    each label's own (min, max), as separate vigra calls per label give. ``backend`` makes the
+    per-object sums (the CPU's or the GPU's, the same values); None makes them here, on the host.
     """
     out: dict[str, np.ndarray] = {}
     count = np.bincount(index, minlength=n + 1).astype(np.float64)
     safe = np.where(count > 0, count, 1.0)
     channels = values.shape[1]
     extremes = None
-    if accumulate is CPU_SUMS and _cmoments is not None and (index.size < 2 or np.all(index[1:] >= index[:-1])):
+    on_host = backend is None or backend.kernels is None
+    if on_host and _cmoments is not None and (index.size < 2 or np.all(index[1:] >= index[:-1])):
         # pixels already grouped by object (the neighbourhoods): sums, minima and maxima in one
         # compiled pass, outside the GIL, with bincount's and vigra's order of operations
         sums, low, high = (np.zeros((n + 1, channels)) for _ in range(3))
@@ -322,11 +277,11 @@ def _intensity_stats(values: np.ndarray, index: np.ndarray, n: int, names: set[s
         _cmoments.segments(np.ascontiguousarray(values, dtype=np.float64), starts, sums, low, high, channels)
         extremes = {"Minimum": low, "Maximum": high}
     else:
-        sums = accumulate.sums(values, index, n)
+        sums = bincount_sums(values, index, n) if on_host else backend.object_sums(values, index, n)
     mean = sums / safe[:, None]
     covariance = channels > 1 and bool(names & {"Covariance", "PrincipalAxes"})
     pairs = [(a, b) for a in range(channels) for b in range(channels)] if covariance else []
-    moments, products = accumulate.centred_sums(values, index, n, mean, True, pairs)
+    moments, products = (centred_sums if on_host else backend.centred_sums)(values, index, n, mean, True, pairs)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["Sum"] = sums
         out["Mean"] = mean
@@ -431,7 +386,7 @@ def _quantiles(histogram: np.ndarray, count: np.ndarray, minimum: np.ndarray, ma
 def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str], exclusive_max: bool = True,
                       dtype: type = np.float32, origin: Sequence[int] = (0, 0, 0),
                       value_range: tuple[float, float] | None = None, dims: int | None = None,
-                      accumulate: BincountSums = CPU_SUMS) -> dict[str, np.ndarray]:
+                      *, backend: Backend) -> dict[str, np.ndarray]:
     """The selected standard features of every object.
 
     Parameters
@@ -451,8 +406,8 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
         The histogram range: the time point's labelled pixels' (required for a crop).
     dims : int, optional
         2 or 3; by default 2 when the z extent is 1 (give it for a crop of a 3D image).
-    accumulate : BincountSums
-        Where the per-object sums are made: the CPU's, or :class:`DeviceSums` (same values).
+    backend : Backend
+        Where the per-object sums are made: on the CPU, or through the GPU's kernels (the same values).
     """
     names = set(names)
     n = int(labels.max()) if labels.size else 0
@@ -465,16 +420,16 @@ def standard_features(image: np.ndarray, labels: np.ndarray, names: Sequence[str
     values = image.reshape(-1, image.shape[-1], order="F")[flat].astype(np.float64)
     if value_range is None and image.shape[-1] == 1:
         value_range = labelled_range(values[:, 0], index)
-    out = _intensity_stats(values, index, n, names, value_range, accumulate)
+    out = _intensity_stats(values, index, n, names, value_range, backend)
     spatial = labels.shape if dims == 3 else labels.shape[:2]
     grids = np.stack(np.unravel_index(flat, spatial, order="F"), axis=1).astype(np.float64)
     grids += np.asarray(origin[:dims], dtype=np.float64)
     count = out["Count"][:, 0]
     safe = np.where(count > 0, count, 1.0)
-    center = accumulate.sums(grids, index, n) / safe[:, None]
+    center = backend.object_sums(grids, index, n) / safe[:, None]
     out["RegionCenter"] = center
-    _, products = accumulate.centred_sums(grids, index, n, center, False,
-                                          [(a, b) for a in range(dims) for b in range(dims)])
+    _, products = backend.centred_sums(grids, index, n, center, False,
+                                      [(a, b) for a in range(dims) for b in range(dims)])
     scatter_values, axes = _descending_eigen(products.reshape(n + 1, dims, dims))
     with np.errstate(invalid="ignore"):
         out["RegionRadii"] = np.sqrt(scatter_values / safe[:, None])
@@ -630,6 +585,6 @@ def _local_rows(pending: list[tuple[int, np.ndarray]], wanted: set[str], channel
     ids = np.array([i for i, _ in pending])
     values = np.concatenate([chosen for _, chosen in pending]) if pending else np.zeros((0, channels))
     index = np.repeat(np.arange(1, len(pending) + 1), [len(chosen) for _, chosen in pending])
-    stats = _intensity_stats(values, index, len(pending), wanted, own_range=True)
+    stats = _intensity_stats(values, index, len(pending), wanted, None, None, own_range=True)  # on the host
     for name, table in tables.items():
         table[ids] = stats[name][1:].reshape(len(pending), -1)

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import Backend
 from ..config import RunConfig
 from ..pipeline.in_memory import array_source
 from ..pipeline.lane import Lane
 from .classifier import predicted_classes
-from .labeling import ObjectKernels
 from .project import ObjectProject
 from .table import table_rows
 from .workflow import lane_results, object_budget_bytes
@@ -66,7 +66,7 @@ def _column(values: list) -> np.ndarray:
     return np.array(values) if values else np.zeros(0, np.float32)
 
 
-def classify_arrays(project: ObjectProject, config: RunConfig, ops: ObjectKernels, raw: Any, raw_axes: str,
+def classify_arrays(project: ObjectProject, config: RunConfig, backend: Backend, raw: Any, raw_axes: str,
                     second: Any, second_axes: str) -> ObjectArrays:
     """Objects, classes and features of an image given as arrays.
 
@@ -77,8 +77,8 @@ def classify_arrays(project: ObjectProject, config: RunConfig, ops: ObjectKernel
         :func:`~gpuheadless.objects.workflow.train_if_needed`).
     config : RunConfig
         Its memory budget bounds the labelling slabs and feature batches.
-    ops : ObjectKernels
-        The CPU's or the GPU's smoothing, labelling and object sums.
+    backend : Backend
+        Where the smoothing, labelling and object sums run (the CPU, or the GPU).
     raw : numpy.ndarray
         The raw data, axes ``raw_axes`` (letters of ``tzyxc``).
     second : numpy.ndarray
@@ -94,8 +94,7 @@ def classify_arrays(project: ObjectProject, config: RunConfig, ops: ObjectKernel
     raw_lane = Lane(array_source(raw, raw_axes, "raw_data"), raw_axes)
     second_lane = Lane(array_source(second, second_axes, _SECOND_NAME[project.variant]), second_axes)
     # the arrays are in memory already: provisional labels stay there too (no scratch file)
-    results = lane_results(project, raw_lane, second_lane, object_budget_bytes(config), None, ops,
-                           threads=max(config.threads, 1))
+    results = lane_results(project, raw_lane, second_lane, object_budget_bytes(config, backend), None, backend)
     return ObjectArrays(project, results)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import h5py
 import numpy as np
@@ -23,8 +23,10 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as graph_components
 
-from .features import CPU_SUMS, BincountSums, DeviceSums
-from .threshold import HYSTERESIS, SIMPLE, ThresholdSettings, gpu_smoother, smooth, smoothing_radius
+from .threshold import HYSTERESIS, SIMPLE, ThresholdSettings, smoothing_radius
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 Region = tuple[slice, slice, slice]
 
@@ -87,48 +89,6 @@ def slab_thickness(shape: tuple[int, int, int], bytes_per_voxel: float, budget: 
     return max(1, min(shape[axis], int(budget // max(plane, 1.0))))
 
 
-Labeler = Callable[[np.ndarray], tuple[np.ndarray, int]]  # a slab (host or device) -> host labels, count
-Smoother = Callable[..., np.ndarray]
-
-
-def _on_host(array) -> np.ndarray:
-    """A NumPy array of ``array`` (a CuPy array is copied from the device)."""
-    return array.get() if hasattr(array, "get") else array
-
-
-def _gpu_labeler(kernels, xp) -> Labeler:
-    """:func:`label_equal_values` through the CUDA union-find kernels; integer values only
-    (others go to the CPU)."""
-
-    def label(values) -> tuple[np.ndarray, int]:
-        if values.dtype.kind not in "biu":
-            return label_equal_values(_on_host(values))
-        roots = kernels.label_roots(xp.asarray(values))
-        found, labels = xp.unique(roots.reshape(-1), return_inverse=True)  # -1 (background) sorts first
-        background = bool(found.size) and int(found[0]) < 0
-        labels = labels.reshape(values.shape).astype(xp.int64) + (0 if background else 1)
-        return _on_host(labels), int(found.size) - int(background)
-
-    return label
-
-
-@dataclass(frozen=True)
-class ObjectKernels:
-    """Where a slab is smoothed and labelled and the objects' sums are made: on the CPU, or
-    through CUDA kernels (:func:`gpu_object_kernels`)."""
-
-    label: Labeler
-    smooth: Smoother
-    sums: BincountSums = CPU_SUMS
-
-
-def gpu_object_kernels(kernels, xp) -> ObjectKernels:
-    """The CUDA smoothing, labelling and per-object sums of ``kernels`` (a
-    :class:`~gpuheadless.gpu.kernels.KernelSet` over ``xp``, CuPy or, in the tests' emulation,
-    NumPy); results equal the CPU's bit for bit."""
-    return ObjectKernels(_gpu_labeler(kernels, xp), gpu_smoother(kernels, xp), DeviceSums(kernels, xp))
-
-
 def label_equal_values(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected regions of equal non-zero value of a (Z, Y, X) slab, 4/6-connected (int64 labels)."""
     structure = ndimage.generate_binary_structure(3, 1)
@@ -161,8 +121,6 @@ def _one_nonzero_value(values: np.ndarray) -> bool:
     return bool(np.all((values == 0) | (values == value)))
 
 
-CPU = ObjectKernels(label_equal_values, smooth)
-
 
 class _ProvisionalStore:
     """Where the provisional labels of a time point live: a NumPy array or a temporary HDF5 dataset."""
@@ -187,7 +145,7 @@ def _first_indices(flat: np.ndarray, found: int) -> np.ndarray:
 
 def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
                  store: _ProvisionalStore, flag_of: Callable[[Region, np.ndarray], np.ndarray] | None = None,
-                 ops: ObjectKernels = CPU) -> _Regions:
+                 *, backend: Backend) -> _Regions:
     """Label every slab, record its regions and the pairs touching the previous slab."""
     axis = slab_axis(shape)
     after = math.prod(shape[axis + 1:])  # raster stride of the slab axis
@@ -199,7 +157,7 @@ def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, 
     previous: tuple[np.ndarray, np.ndarray] | None = None  # last plane of the previous slab: labels, values
     for region in iter_slabs(shape, thickness):
         values = read_values(region)
-        labels, found = ops.label(values)
+        labels, found = backend.label(values)
         offset = region[axis].start * after
         flat = labels.reshape(-1)
         first.append(_first_indices(flat, found) + offset)
@@ -212,11 +170,11 @@ def _label_slabs(read_values: Callable[[Region], np.ndarray], shape: tuple[int, 
         global_labels = np.where(labels > 0, labels + total, 0)
         store.data[region] = global_labels
         head = np.take(global_labels, 0, axis=axis)
-        head_values = _on_host(values.take(0, axis=axis))
+        head_values = backend.to_host(values.take(0, axis=axis))
         if previous is not None:
             touching = (previous[0] > 0) & (head > 0) & (previous[1] == head_values)
             pairs.append(np.stack([previous[0][touching], head[touching]], axis=1))
-        previous = (np.take(global_labels, -1, axis=axis), _on_host(values.take(-1, axis=axis)))
+        previous = (np.take(global_labels, -1, axis=axis), backend.to_host(values.take(-1, axis=axis)))
         total += found
     return _Regions(np.concatenate(first), np.concatenate(count), np.concatenate(low), np.concatenate(high),
                     np.concatenate(flag), pairs)
@@ -267,7 +225,7 @@ def _size_ok(settings: ThresholdSettings) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Region, shape: tuple[int, int, int],
-                   settings: ThresholdSettings, ops: ObjectKernels) -> np.ndarray:
+                   settings: ThresholdSettings, backend: Backend) -> np.ndarray:
     """The project's smoothing of the prediction maps over ``region``, read with the halo it needs."""
     axis = slab_axis(shape)
     axes = tuple(a for a in range(3) if shape[a] > 1)
@@ -276,7 +234,7 @@ def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Regi
     stop = min(region[axis].stop + halo, shape[axis])
     wide = list(region)
     wide[axis] = slice(start, stop)
-    smoothed = ops.smooth(read_prediction(tuple(wide)), settings.sigmas, axes)
+    smoothed = backend.smooth(read_prediction(tuple(wide)), settings.sigmas, axes)
     inner = [slice(None)] * 4
     inner[axis] = slice(region[axis].start - start, region[axis].stop - start)
     return smoothed[tuple(inner)]
@@ -284,7 +242,7 @@ def _smoothed_slab(read_prediction: Callable[[Region], np.ndarray], region: Regi
 
 def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[int, int, int],
                   settings: ThresholdSettings, thickness: int, scratch: h5py.Group | None, name: str,
-                  ops: ObjectKernels = CPU) -> ObjectIds:
+                  backend: Backend) -> ObjectIds:
     """Threshold and Size Filter (simple or hysteresis) and object ids of one time point, slab by slab.
 
     Parameters
@@ -299,15 +257,15 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
         Where provisional labels go when they do not stay in memory.
     name : str
         A dataset name, unique in ``scratch``.
-    ops : ObjectKernels
-        How slabs are smoothed and labelled (the CPU's, or :func:`gpu_object_kernels`).
+    backend : Backend
+        Where slabs are smoothed and labelled (the CPU, or the GPU's kernels: the same ids).
     """
     if settings.method not in (SIMPLE, HYSTERESIS):
         raise ValueError(f"thresholding method {settings.method} (graph cut / IPHT) is not supported yet")
     size_ok = _size_ok(settings)
 
     def smoothed(region: Region) -> np.ndarray:
-        return _smoothed_slab(read_prediction, region, shape, settings, ops)
+        return _smoothed_slab(read_prediction, region, shape, settings, backend)
 
     def final_mask(region: Region) -> np.ndarray:
         data = smoothed(region)
@@ -318,7 +276,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
 
     if settings.method == SIMPLE:
         store = _ProvisionalStore(shape, scratch, name)
-        regions = _label_slabs(final_mask, shape, thickness, store, ops=ops)
+        regions = _label_slabs(final_mask, shape, thickness, store, backend=backend)
         return _finish(regions, store, shape, lambda count, flag: size_ok(count))[0]
 
     core_store = _ProvisionalStore(shape, scratch, name + "-cores")
@@ -326,7 +284,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
     def core_mask(region: Region) -> np.ndarray:
         return (smoothed(region)[..., settings.core_channel] >= np.float32(settings.high)).astype(np.uint8)
 
-    core_regions = _label_slabs(core_mask, shape, thickness, core_store, ops=ops)
+    core_regions = _label_slabs(core_mask, shape, thickness, core_store, backend=backend)
     _, core_final = _finish(core_regions, core_store, shape, lambda count, flag: size_ok(count))
 
     def holds_core(region: Region, labels: np.ndarray) -> np.ndarray:
@@ -336,7 +294,7 @@ def threshold_ids(read_prediction: Callable[[Region], np.ndarray], shape: tuple[
         return marked
 
     store = _ProvisionalStore(shape, scratch, name)
-    regions = _label_slabs(final_mask, shape, thickness, store, holds_core, ops)
+    regions = _label_slabs(final_mask, shape, thickness, store, holds_core, backend=backend)
     ids = _finish(regions, store, shape, lambda count, flag: flag & size_ok(count))[0]
     if scratch is not None:
         del scratch[name + "-cores"]
@@ -390,8 +348,8 @@ def label_image_ids(read_labels: Callable[[Region], np.ndarray], shape: tuple[in
 
 
 def segmentation_ids(read_segmentation: Callable[[Region], np.ndarray], shape: tuple[int, int, int], thickness: int,
-                     scratch: h5py.Group | None, name: str, ops: ObjectKernels = CPU) -> ObjectIds:
+                     scratch: h5py.Group | None, name: str, backend: Backend) -> ObjectIds:
     """Object ids of a segmentation: connected regions of equal non-zero value, slab by slab."""
     store = _ProvisionalStore(shape, scratch, name)
-    regions = _label_slabs(read_segmentation, shape, thickness, store, ops=ops)
+    regions = _label_slabs(read_segmentation, shape, thickness, store, backend=backend)
     return _finish(regions, store, shape, lambda count, flag: np.ones(len(count), bool))[0]

@@ -165,21 +165,3 @@ def _smooth_pass(values: np.ndarray, taps: np.ndarray, axis: int, threads: int =
         with ThreadPoolExecutor(max_workers=parts) as pool:
             list(pool.map(part, bounds))
     return out
-
-
-def gpu_smoother(kernels, xp):
-    """:func:`smooth` through the CUDA kernel of ``kernels`` (bit-identical to the CPU's). The result
-    stays on the device: the threshold is applied there and the mask labelled there."""
-
-    def smooth_on_device(prediction: np.ndarray, sigmas: tuple[float, float, float],
-                         axes: tuple[int, ...] | None = None) -> np.ndarray:
-        if axes is None:
-            axes = tuple(a for a in range(3) if prediction.shape[a] > 1)
-        out = xp.asarray(prediction, dtype=xp.float32)
-        if any(sigmas[a] < 0.1 for a in axes):
-            return out
-        for a in sorted(axes, reverse=True):
-            out = kernels.smooth_pass(out, gaussian_taps(sigmas[a]), a)
-        return out
-
-    return smooth_on_device

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import os
@@ -40,11 +39,10 @@ from ..pipeline.export_plan import OutputTarget, check_output_collisions, cutout
 from ..pipeline.lane import Lane, lane_axes, warn_if_nonfinite
 from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
-from .labeling import (CPU, ObjectIds, ObjectKernels, gpu_object_kernels, iter_slabs, label_image_ids, segmentation_ids,
-                       slab_axis, slab_thickness, threshold_ids)
+from .labeling import (ObjectIds, iter_slabs, label_image_ids, segmentation_ids, slab_axis, slab_thickness,
+                       threshold_ids)
 from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
 from .project import ObjectProject, read_object_project
-from .threshold import smooth
 from .table import write_csv_table, write_h5_table
 
 log = logging.getLogger(__name__)
@@ -100,15 +98,15 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     check_plugins(project)
     check_output_collisions(_all_targets(config, options, project, source), config.inputs + [p for p in second_inputs if p],
                             config.cwd)
-    ops = _object_kernels(config)
-    train_if_needed(config, project, ops)
+    backend = select_backend(config.device, config.threads)
+    train_if_needed(config, project, backend)
     written, failures = [], []
     with staging.scratch_folder("gpuheadless-pixel-") as scratch:
         for raw_path, second_path in zip(config.inputs, second_inputs):
             try:
                 if project.variant == "pixel":
                     second_path = probabilities_for_objects(config, raw_path, scratch)
-                written += _run_lane(config, options, project, source, raw_path, second_path, ops)
+                written += _run_lane(config, options, project, source, raw_path, second_path, backend)
             except UserError as exc:
                 failures.append(str(exc))
                 log.error("%s", exc)
@@ -123,10 +121,10 @@ def check_plugins(project: ObjectProject) -> None:
                          f"implemented (only those of {', '.join(PLUGINS)})")
 
 
-def train_if_needed(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU) -> None:
+def train_if_needed(config: RunConfig, project: ObjectProject, backend: Backend) -> None:
     """A project with labelled objects but no stored forest gets one trained now, as ilastik does."""
     if project.forest is None and project.labels:
-        project.forest = _train(config, project, ops)
+        project.forest = _train(config, project, backend)
 
 
 def _all_targets(config: RunConfig, options: ObjectOptions, project: ObjectProject, source: str) -> list[OutputTarget]:
@@ -170,32 +168,20 @@ def _lane_targets(config: RunConfig, options: ObjectOptions, project: ObjectProj
     return targets
 
 
-def _object_kernels(config: RunConfig) -> ObjectKernels:
-    """The CUDA smoothing, labelling and object sums when the run uses the GPU, else the CPU's."""
-    return object_kernels(select_backend(config.device), max(config.threads, 1))
-
-
 # The most memory the labelling slabs and feature batches of one time point use by default: with
 # the whole default budget (half the machine) a 48x512x512 volume took 700 MiB, at this cap 505 MiB
 # in the same time (bench/objects_vs_ilastik.py); a smaller LAZYFLOW_TOTAL_RAM_MB still decides.
 OBJECT_WORKING_SET = 768 * 2**20
 
 
-def object_budget_bytes(config: RunConfig) -> float:
-    """Bytes the object stage's slabs and batches may use: the block budget, at most
+def object_budget_bytes(config: RunConfig, backend: Backend) -> float:
+    """Bytes the object stage's slabs and batches may use: the block budget of ``backend``'s
+    device (on a GPU its free memory and ``--gpu_memory_mb`` cap it), at most
     :data:`OBJECT_WORKING_SET`."""
-    return min(block_budget_bytes(config), OBJECT_WORKING_SET)
+    return min(block_budget_bytes(config, backend), OBJECT_WORKING_SET)
 
 
-def object_kernels(backend: Backend, threads: int = 1) -> ObjectKernels:
-    """The smoothing, labelling and object sums of ``backend``: its CUDA kernels, or the CPU's
-    (smoothing on ``threads`` threads)."""
-    if backend.kernels is not None:
-        return gpu_object_kernels(backend.kernels, backend.xp)
-    return CPU if threads <= 1 else dataclasses.replace(CPU, smooth=functools.partial(smooth, threads=threads))
-
-
-def _train(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU):
+def _train(config: RunConfig, project: ObjectProject, backend: Backend):
     """A new object classifier from the objects labelled in the project (it stores no forest)."""
     from ..forest.train import train_forest  # noqa: PLC0415
 
@@ -204,7 +190,7 @@ def _train(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU):
         for lane_index, (raw_path, second_path) in enumerate(project.lanes):
             wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
             if wanted:
-                lane_rows, lane_targets = _training_rows(config, project, raw_path, second_path, wanted, scratch, ops)
+                lane_rows, lane_targets = _training_rows(config, project, raw_path, second_path, wanted, scratch, backend)
                 rows.append(lane_rows)
                 targets.append(lane_targets)
     if not rows:
@@ -215,7 +201,7 @@ def _train(config: RunConfig, project: ObjectProject, ops: ObjectKernels = CPU):
 
 
 def _training_rows(config, project: ObjectProject, raw_path: str, second_path: str, wanted: dict, scratch: str,
-                   ops: ObjectKernels = CPU):
+                   backend: Backend):
     """(feature rows, classes) of the labelled objects of one training lane."""
     rows, targets = [], []
     try:
@@ -225,13 +211,12 @@ def _training_rows(config, project: ObjectProject, raw_path: str, second_path: s
     except UserError as exc:
         raise UserError(f"project file '{project.path}': cannot read the training data to train the object "
                         f"classifier: {exc}") from None
-    budget = object_budget_bytes(config)
+    budget = object_budget_bytes(config, backend)
     try:
         _check_channels(project, second, second_path)
         with _scratch(raw.shape[:4], budget) as labels_scratch:
             for t, classes in sorted(wanted.items()):
-                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, ops, classify=False,
-                                             threads=max(config.threads, 1))
+                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, backend, classify=False)
                 matrix = feature_matrix(features, project.selected)
                 ids = np.nonzero(classes[: matrix.shape[0]])[0]
                 rows.append(matrix[ids])
@@ -257,14 +242,14 @@ def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
 
 
 def _run_lane(config, options, project: ObjectProject, source: str, raw_path: str, second_path: str,
-              ops: ObjectKernels = CPU) -> list[str]:
+              backend: Backend) -> list[str]:
     inputs = [snapshot(p, config.cwd) for p in (raw_path, second_path) if p]
     raw = _open(config, raw_path, project)
     second = _open(config, second_path, project)
     try:
-        budget = object_budget_bytes(config)
+        budget = object_budget_bytes(config, backend)
         with _scratch(raw.shape[:4], budget) as scratch:
-            results = lane_results(project, raw, second, budget, scratch, ops, threads=max(config.threads, 1))
+            results = lane_results(project, raw, second, budget, scratch, backend)
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
             plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
                      for s in sources]
@@ -291,8 +276,8 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
         second.source.close()
 
 
-def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float, scratch: h5py.File | None = None,
-                 ops: ObjectKernels = CPU, threads: int = 1) -> list[tuple]:
+def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float, scratch: h5py.File | None,
+                 backend: Backend) -> list[tuple]:
     """Objects, probabilities and features of every time point of one lane.
 
     Parameters
@@ -303,12 +288,10 @@ def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float,
         same ``tzyx`` shape; ``source.display`` names them in messages.
     budget : float
         Bytes the labelling and the feature batches may use.
-    scratch : h5py.File, optional
+    scratch : h5py.File or None
         Where provisional labels go when they do not fit in memory (None: in memory).
-    ops : ObjectKernels
-        The CPU's or the GPU's smoothing, labelling and object sums.
-    threads : int
-        CPU threads for the work that runs on several (``LAZYFLOW_THREADS``).
+    backend : Backend
+        Where the smoothing, labelling and object sums run (the CPU with its threads, or the GPU).
 
     Returns
     -------
@@ -325,7 +308,7 @@ def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float,
     if second.shape[:4] != raw.shape[:4]:
         raise UserError(f"'{second_name}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_name}' {raw.shape[:4]}")
     _check_channels(project, second, second_name)
-    results = [_time_point(project, raw, second, t, budget, scratch, ops, threads=threads) for t in range(raw.shape[0])]
+    results = [_time_point(project, raw, second, t, budget, scratch, backend) for t in range(raw.shape[0])]
     if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
         raise UserError(f"'{second_name}': the segmentation has no object")
     return results
@@ -346,18 +329,17 @@ def _scratch(shape_tzyx: tuple[int, ...], budget: float) -> Iterator[h5py.File |
             yield scratch
 
 
-def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scratch,
-                ops: ObjectKernels = CPU) -> ObjectIds:
+def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scratch, backend: Backend) -> ObjectIds:
     """The object ids of time point ``t``, slab by slab within ``budget``."""
     shape = second.shape[1:4]
     if project.variant in ("prediction", "pixel"):
         thickness = slab_thickness(shape, 12.0 * second.n_channels + 48.0, budget)
         ids = threshold_ids(lambda region: second.read(t, region), shape, project.threshold, thickness, scratch, f"t{t}",
-                            ops)
+                            backend)
     elif project.variant == "binary":
         thickness = slab_thickness(shape, 48.0, budget)
         ids = segmentation_ids(lambda region: second.read(t, region, None)[..., 0], shape, thickness, scratch, f"t{t}",
-                               ops)
+                               backend)
     else:
         thickness = slab_thickness(shape, 48.0, budget)
         ids = label_image_ids(lambda region: second.read(t, region, None)[..., 0], shape, thickness)
@@ -366,16 +348,16 @@ def _object_ids(project: ObjectProject, second: Lane, t: int, budget: float, scr
     return ids
 
 
-def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget: float, scratch,
-                ops: ObjectKernels = CPU, classify: bool = True, threads: int = 1):
+def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget: float, scratch, backend: Backend,
+                classify: bool = True):
     """(ids, probabilities (n+1, K), features {plugin: {name: table}}) of time point t.
 
     NaN and infinities flow through as in ilastik (the lane says so once): no NumPy warnings.
     """
     with np.errstate(all="ignore"):
-        ids = _object_ids(project, second, t, budget, scratch, ops)
+        ids = _object_ids(project, second, t, budget, scratch, backend)
         features = object_features(lambda region: raw.read(t, region), ids, project.selected, project.margins,
-                                   raw.n_channels, budget, ops.sums, threads)
+                                   raw.n_channels, budget, backend)
     if not classify:
         return ids, None, features
     matrix = feature_matrix(features, project.selected)

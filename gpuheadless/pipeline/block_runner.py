@@ -31,15 +31,15 @@ _GPU_SHARE = 0.8
 MAX_BLOCKS = 2**22
 
 
-def block_budget_bytes(config: RunConfig, backend: Any = None) -> float:
-    """Bytes the blocks in flight may use.
+def block_budget_bytes(config: RunConfig, backend: Any) -> float:
+    """Bytes the blocks in flight may use on ``backend``'s device.
 
     ``LAZYFLOW_TOTAL_RAM_MB`` minus what the process holds now; on a GPU also at most 80 % of
     the free device memory, and at most ``--gpu_memory_mb``.
     """
     free = (config.ram_budget_mb - resident_memory_mb()) * 2**20
     budget = max(free * _BLOCK_SHARE, _MIN_BLOCK_BUDGET)
-    device_free = backend.device_free_bytes() if backend is not None else None
+    device_free = backend.device_free_bytes()
     if device_free is not None:
         budget = min(budget, device_free * _GPU_SHARE)
         if config.gpu_memory_mb is not None:
