@@ -2,13 +2,25 @@
 // 6-connected in 3D), as ilastik labels objects. Union-find over linear (raster) indices: every
 // link points at a smaller index, so each component ends with all its pixels pointing at its
 // smallest index, i.e. its first pixel in raster order, whatever order the threads ran in.
+// Finding a root halves the path it walks (below), so flattening costs about O(N log N), not O(N x depth).
 // Background pixels (value 0) get parent -1.
 
-__device__ long long label_root(const long long *parent, long long i)
+// Path halving: each visited pixel is re-pointed to its grandparent on the way up, so chains stay
+// short as the slab grows. Concurrent threads only ever lower a parent (atomicMin) to another pixel
+// of the same component with a smaller index, which keeps both invariants the result rests on
+// (parent[i] <= i, and i and parent[i] in one component); a plain store could undo a smaller link
+// another thread has just made.
+__device__ long long label_root(long long *parent, long long i)
 {
-    while (parent[i] != i)
-        i = parent[i];
-    return i;
+    while (true) {
+        const long long up = parent[i];
+        if (up == i)
+            return i;
+        const long long grand = parent[up];
+        if (grand < up)
+            atomicMin(&parent[i], grand);
+        i = up;
+    }
 }
 
 __device__ void label_unite(long long *parent, long long a, long long b)

@@ -6,21 +6,57 @@ it to NumPy implicitly raises ``TypeError`` as CuPy does, so a host round trip h
 ``numpy.asarray`` fails here as it would on a GPU. Explicit transfers (``asnumpy``, ``.get()``,
 ``asarray`` of host data) are counted in :data:`transfers`. ``backend()`` gives a gpuheadless
 ``Backend`` on this module whose CUDA kernels run in the CPU emulation of ``harness.py``.
+
+Inside ``with asynchronous():`` streams are modelled as CUDA runs them: a host-to-device copy
+and a kernel launch are queued on the calling thread's current stream and run in that stream's
+order, when the stream is synchronized or the host needs a result. Reading, on one stream,
+memory that another stream's queued work has yet to write raises :class:`StreamRace` (on a GPU:
+stale values or an illegal address).
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import sys
+import threading
 import types
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 transfers: list[tuple[str, tuple[int, ...]]] = []  # ("to device" | "to host", shape)
+_modelled = {"asynchronous": False}
+_current = threading.local()
+
+
+class StreamRace(RuntimeError):
+    """Memory read on one stream while another stream's queued work still has to write it."""
+
+
+@contextlib.contextmanager
+def asynchronous():
+    """Model asynchronous copies and kernels on streams (see the module's docstring)."""
+    _modelled["asynchronous"] = True
+    try:
+        yield
+    finally:
+        _modelled["asynchronous"] = False
+
+
+def _settle(value: "ndarray") -> None:
+    """Make ``value`` readable on the current stream: run its writer's queue if that is this
+    stream (stream order), refuse if it is another one."""
+    writer = value._pending
+    if writer is None:
+        return
+    if writer is not get_current_stream():
+        raise StreamRace(f"{value!r} is read on {get_current_stream()!r} while {writer!r} has yet to write it")
+    writer.synchronize()
 
 
 def _unwrap(value: Any) -> Any:
     if isinstance(value, ndarray):
+        _settle(value)
         return value._array
     if isinstance(value, (list, tuple)):
         return type(value)(_unwrap(v) for v in value)
@@ -42,10 +78,11 @@ def _wrap(value: Any) -> Any:
 class ndarray:  # noqa: N801 - CuPy's name
     """Device memory, emulated: a NumPy array that NumPy refuses to convert implicitly."""
 
-    __slots__ = ("_array",)
+    __slots__ = ("_array", "_pending")
 
     def __init__(self, array: np.ndarray) -> None:
         self._array = array
+        self._pending: _Stream | None = None  # the stream whose queued work writes this memory
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a "
@@ -93,6 +130,7 @@ class ndarray:  # noqa: N801 - CuPy's name
         return f"emulated cupy.ndarray{self._array.shape} {self._array.dtype}"
 
     def get(self) -> np.ndarray:
+        _settle(self)
         transfers.append(("to host", self._array.shape))
         return self._array.copy()
 
@@ -119,7 +157,20 @@ def asarray(array: Any, dtype: Any = None, order: Any = None) -> ndarray:
         return array if dtype is None or array.dtype == np.dtype(dtype) else _wrap(array._array.astype(dtype))
     host = np.array(array, dtype=dtype, order=order or "K")
     transfers.append(("to device", host.shape))
-    return ndarray(host)
+    if not _modelled["asynchronous"]:
+        return ndarray(host)
+    device = ndarray(_poison(host))
+    get_current_stream().enqueue(lambda: np.copyto(device._array, host), [device])
+    return device
+
+
+def _poison(like: np.ndarray) -> np.ndarray:
+    """Memory not yet written: NaN, or the largest integer."""
+    if like.dtype.kind == "f":
+        return np.full_like(like, np.nan)
+    if like.dtype.kind in "iu":
+        return np.full_like(like, np.iinfo(like.dtype).max)
+    return np.empty_like(like)
 
 
 def asnumpy(array: Any) -> np.ndarray:
@@ -140,22 +191,49 @@ def __getattr__(name: str) -> Any:
 
 
 class _Stream:
-    """A CUDA stream: work here is synchronous, so entering and synchronizing do nothing."""
+    """A CUDA stream: a queue of work run in order (at once unless :func:`asynchronous`)."""
 
     def __init__(self, non_blocking: bool = False) -> None:
         self.synchronized = 0
+        self._queue: list[tuple[Callable[[], Any], list[ndarray]]] = []
 
     def __enter__(self):
+        _current.__dict__.setdefault("stack", []).append(self)
         return self
 
     def __exit__(self, *exc):
+        _current.stack.pop()
         return False
+
+    def __repr__(self):
+        return f"emulated stream {id(self):#x}"
+
+    def enqueue(self, work: Callable[[], Any], writes: list[ndarray]) -> None:
+        """Queue ``work``, which writes ``writes``; until it has run they are pending here."""
+        for array in writes:
+            array._pending = self
+        self._queue.append((work, writes))
 
     def synchronize(self) -> None:
         self.synchronized += 1
+        while self._queue:
+            work, writes = self._queue.pop(0)
+            work()
+            for array in writes:
+                if array._pending is self:
+                    array._pending = None
 
 
-cuda = types.SimpleNamespace(Stream=_Stream,
+_NULL_STREAM = _Stream()
+
+
+def get_current_stream() -> _Stream:
+    """The stream of the innermost ``with stream:`` of this thread, else the null stream."""
+    stack = getattr(_current, "stack", None)
+    return stack[-1] if stack else _NULL_STREAM
+
+
+cuda = types.SimpleNamespace(Stream=_Stream, get_current_stream=get_current_stream,
                              runtime=types.SimpleNamespace(memGetInfo=lambda: (8 * 2**30, 16 * 2**30)))
 
 
@@ -167,7 +245,22 @@ class _EmulatedKernels:
 
     def get_function(self, name: str):
         kernel = self._module.get_function(name)
-        return lambda grid, block, args: kernel(grid, block, tuple(_unwrap(a) for a in args))
+        written = [not ptype.startswith("const") and ptype.endswith("*") for ptype, _ in self._module.signatures[name]]
+
+        def launch(grid, block, args):
+            if not _modelled["asynchronous"]:
+                return kernel(grid, block, tuple(_unwrap(a) for a in args))
+            stream = get_current_stream()
+
+            def run():
+                for a in args:
+                    if isinstance(a, ndarray) and a._pending not in (None, stream):
+                        raise StreamRace(f"{name} on {stream!r} reads {a!r}, which {a._pending!r} has yet to write")
+                kernel(grid, block, tuple(a._array if isinstance(a, ndarray) else a for a in args))
+
+            stream.enqueue(run, [a for a, w in zip(args, written) if w and isinstance(a, ndarray)])
+
+        return launch
 
 
 def backend() -> Any:

@@ -17,6 +17,8 @@ import tempfile
 
 import numpy as np
 
+from gpuheadless.gpu.kernels import module_source
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 _SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
 _SCALARS = {"long long": ctypes.c_longlong, "int": ctypes.c_int, "float": ctypes.c_float, "double": ctypes.c_double}
@@ -70,7 +72,8 @@ class EmulatedModule:
         flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", f"-I{HERE}", *options]
         if sanitize:
             flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
-        key = hashlib.sha256((shim + source + " ".join(flags)).encode()).hexdigest()[:16]
+        # The inlined source: a changed header (eigen3_math.h) is a new build.
+        key = hashlib.sha256((shim + module_source(path) + " ".join(flags)).encode()).hexdigest()[:16]
         os.makedirs(_BUILD_DIR, exist_ok=True)
         library = os.path.join(_BUILD_DIR, f"{os.path.basename(path)}.{key}.so")
         if not os.path.exists(library):
