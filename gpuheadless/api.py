@@ -69,7 +69,7 @@ def predict(
         prediction_masks=[os.fspath(m) for m in prediction_masks], device=device,
         threads=threads_from_env(), ram_budget_mb=ram_budget_from_env(), progress=False, **run_options,
     )
-    from .objects.project import workflow_variant  # noqa: PLC0415
+    from .project.objects import workflow_variant  # noqa: PLC0415
 
     if workflow_variant(config.project):
         from .objects.workflow import ObjectOptions, run_object_batch  # noqa: PLC0415

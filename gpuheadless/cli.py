@@ -270,7 +270,7 @@ def open_project(path: str) -> None:
     path : str
         The ``--project`` file.
     """
-    from .objects.project import read_object_project, workflow_variant  # noqa: PLC0415
+    from .project.objects import read_object_project, workflow_variant  # noqa: PLC0415
     from .project.ilp import read_project  # noqa: PLC0415
 
     if workflow_variant(path):
@@ -338,7 +338,7 @@ def _dispatch(argv: list[str]) -> int:
             open_project(config.project)
             log.info("No input files given; nothing to do.")
             return 0
-        from .objects.project import workflow_variant  # noqa: PLC0415
+        from .project.objects import workflow_variant  # noqa: PLC0415
 
         if workflow_variant(config.project):
             return _run_objects(config, args)

@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..pipeline.in_memory import (ArrayTask, array_source, check_fits, device_source, probabilities_tzyxc, result_axes,
                                   to_axes)
 from ..project.ilp import read_project
-from ..objects.project import workflow_variant
+from ..project.objects import workflow_variant
 from .arrays import is_cupy, is_dask, like, to_host, unwrap
 from .object_api import (ObjectClassificationFromPredictionPipeline, ObjectClassificationFromSegmentationPipeline,
                          ObjectClassificationPipeline, ObjectClassificationResult)

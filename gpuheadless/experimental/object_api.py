@@ -21,10 +21,9 @@ from ..backend import select_backend
 from ..config import RunConfig, ram_budget_from_env, threads_from_env
 from ..errors import UserError
 from ..objects.in_memory import ObjectArrays, classify_arrays
-from ..objects.project import ObjectProject, read_object_project
-from ..objects.workflow import check_plugins, train_if_needed
+from ..project.objects import ObjectProject, read_object_project
+from ..objects.workflow import check_plugins, start_object_run
 from ..pipeline.in_memory import ArrayAxesError, ArrayTask, array_source, check_fits, probabilities_tzyxc, to_axes
-from ..project.ilp import read_project
 from .arrays import like, ndim, to_host, unwrap
 
 SECOND_INPUT = {"prediction": "prediction_maps", "binary": "segmentation_image", "labels": "label_image"}
@@ -132,9 +131,9 @@ class ObjectClassificationPipeline:
         self._config = RunConfig(project=str(project.path), inputs=[], threads=threads_from_env(),
                                  ram_budget_mb=ram_budget_from_env(), device=device, progress=False)
         self._backend = select_backend(device, self._config.threads)
-        train_if_needed(self._config, project, self._backend)
+        run = start_object_run(self._config, project, self._backend)
         self._project = project
-        self._pixel = read_project(str(project.path)) if project.variant == "pixel" else None
+        self._pixel = run.pixel.project if run.pixel is not None else None
 
     @property
     def second_input(self) -> str | None:

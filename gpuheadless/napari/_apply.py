@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.readers import default_axes
-from ..objects.project import workflow_variant
+from ..project.objects import workflow_variant
 
 LayerData = tuple[Any, dict[str, Any], str]  # napari's LayerDataTuple: (data, layer options, layer type)
 Progress = Callable[[int, int], None]

@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..pipeline.in_memory import array_source
 from ..pipeline.lane import Lane
 from .classifier import predicted_classes
-from .project import ObjectProject
+from ..project.objects import ObjectProject
 from .table import table_rows
 from .workflow import lane_results, object_budget_bytes
 
@@ -74,7 +74,7 @@ def classify_arrays(project: ObjectProject, config: RunConfig, backend: Backend,
     ----------
     project : ObjectProject
         With its classifier trained if it is to classify (see
-        :func:`~gpuheadless.objects.workflow.train_if_needed`).
+        :func:`~gpuheadless.objects.workflow.start_object_run`).
     config : RunConfig
         Its memory budget bounds the labelling slabs and feature batches.
     backend : Backend

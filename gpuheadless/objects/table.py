@@ -12,7 +12,7 @@ from ..io.guarded_file import hdf5_output
 from ..io.writers import axistags_json
 from .classifier import predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX
-from .project import ObjectProject
+from ..project.objects import ObjectProject
 
 log = logging.getLogger(__name__)
 

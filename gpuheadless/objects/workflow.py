@@ -12,7 +12,6 @@ within the memory budget (``labeling``, ``batches``), on the CPU.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -41,8 +40,8 @@ from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
 from .labeling import (ObjectIds, iter_slabs, label_image_ids, segmentation_ids, slab_axis, slab_thickness,
                        threshold_ids)
-from .pixel_stage import PIXEL_SOURCES, export_pixel_image, probabilities_for_objects
-from .project import ObjectProject, read_object_project
+from .pixel_stage import PIXEL_SOURCES, PixelStage, export_pixel_image, lane_probabilities, prepare_pixel_stage
+from ..project.objects import ObjectProject, read_object_project
 from .table import write_csv_table, write_h5_table
 
 log = logging.getLogger(__name__)
@@ -50,6 +49,32 @@ log = logging.getLogger(__name__)
 SOURCES = ("Object Predictions", "Object Probabilities", "Blockwise Object Predictions",
            "Blockwise Object Probabilities", "Object Identities")
 SECOND_ROLE = {"prediction": "--prediction_maps", "binary": "--segmentation_image", "labels": "--label_image"}
+
+
+@dataclass(frozen=True)
+class ObjectRun:
+    """What every lane of an Object Classification run shares, decided once: the run, the project
+    (with its classifier), the backend and, for Pixel + Object projects, the pixel stage."""
+
+    config: RunConfig
+    project: ObjectProject
+    backend: Backend
+    pixel: PixelStage | None = None
+
+    @property
+    def budget(self) -> float:
+        """Bytes the labelling slabs and feature batches may use now (see :func:`object_budget_bytes`)."""
+        return object_budget_bytes(self.config, self.backend)
+
+
+def start_object_run(config: RunConfig, project: ObjectProject, backend: Backend) -> ObjectRun:
+    """The run's shared state: the pixel stage's classifier and then the object classifier
+    resolved (trained now where the project has labels but stores none, as ilastik does)."""
+    pixel = prepare_pixel_stage(config, project.pixel, backend) if project.pixel is not None else None
+    run = ObjectRun(config, project, backend, pixel)
+    if project.forest is None and project.labels:
+        project.forest = _train(run)
+    return run
 
 
 @dataclass
@@ -98,18 +123,14 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     check_plugins(project)
     check_output_collisions(_all_targets(config, options, project, source), config.inputs + [p for p in second_inputs if p],
                             config.cwd)
-    backend = select_backend(config.device, config.threads)
-    train_if_needed(config, project, backend)
+    run = start_object_run(config, project, select_backend(config.device, config.threads))
     written, failures = [], []
-    with staging.scratch_folder("gpuheadless-pixel-") as scratch:
-        for raw_path, second_path in zip(config.inputs, second_inputs):
-            try:
-                if project.variant == "pixel":
-                    second_path = probabilities_for_objects(config, raw_path, scratch)
-                written += _run_lane(config, options, project, source, raw_path, second_path, backend)
-            except UserError as exc:
-                failures.append(str(exc))
-                log.error("%s", exc)
+    for raw_path, second_path in zip(config.inputs, second_inputs):
+        try:
+            written += _run_lane(run, options, source, raw_path, second_path)
+        except UserError as exc:
+            failures.append(str(exc))
+            log.error("%s", exc)
     return written, failures
 
 
@@ -121,12 +142,6 @@ def check_plugins(project: ObjectProject) -> None:
                          f"implemented (only those of {', '.join(PLUGINS)})")
 
 
-def train_if_needed(config: RunConfig, project: ObjectProject, backend: Backend) -> None:
-    """A project with labelled objects but no stored forest gets one trained now, as ilastik does."""
-    if project.forest is None and project.labels:
-        project.forest = _train(config, project, backend)
-
-
 def _all_targets(config: RunConfig, options: ObjectOptions, project: ObjectProject, source: str) -> list[OutputTarget]:
     """Every file the batch will write (images and tables), decided from the inputs' headers only.
 
@@ -135,7 +150,7 @@ def _all_targets(config: RunConfig, options: ObjectOptions, project: ObjectProje
     targets: list[OutputTarget] = []
     for raw_path in config.inputs:
         try:
-            raw = _open(config, raw_path, project)
+            raw = _open(config, raw_path)
         except UsageError:
             raise
         except UserError:
@@ -181,18 +196,18 @@ def object_budget_bytes(config: RunConfig, backend: Backend) -> float:
     return min(block_budget_bytes(config, backend), OBJECT_WORKING_SET)
 
 
-def _train(config: RunConfig, project: ObjectProject, backend: Backend):
+def _train(run: ObjectRun):
     """A new object classifier from the objects labelled in the project (it stores no forest)."""
     from ..forest.train import train_forest  # noqa: PLC0415
 
+    project, config = run.project, run.config
     rows, targets = [], []
-    with staging.scratch_folder("gpuheadless-pixel-") as scratch:
-        for lane_index, (raw_path, second_path) in enumerate(project.lanes):
-            wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
-            if wanted:
-                lane_rows, lane_targets = _training_rows(config, project, raw_path, second_path, wanted, scratch, backend)
-                rows.append(lane_rows)
-                targets.append(lane_targets)
+    for lane_index, (raw_path, second_path) in enumerate(project.lanes):
+        wanted = {t: v for (lane, t), v in project.labels.items() if lane == lane_index}
+        if wanted:
+            lane_rows, lane_targets = _training_rows(run, raw_path, second_path, wanted)
+            rows.append(lane_rows)
+            targets.append(lane_targets)
     if not rows:
         raise UserError(f"project file '{project.path}': no labelled objects to train a classifier")
     x, y = np.concatenate(rows), np.concatenate(targets)
@@ -200,31 +215,45 @@ def _train(config: RunConfig, project: ObjectProject, backend: Backend):
     return train_forest(x, y, n_trees=100, threads=max(config.threads, 1), seed=config.seed)
 
 
-def _training_rows(config, project: ObjectProject, raw_path: str, second_path: str, wanted: dict, scratch: str,
-                   backend: Backend):
+def _training_rows(run: ObjectRun, raw_path: str, second_path: str, wanted: dict):
     """(feature rows, classes) of the labelled objects of one training lane."""
+    project = run.project
     rows, targets = [], []
     try:
-        if project.variant == "pixel":
-            second_path = probabilities_for_objects(config, raw_path, scratch)
-        raw, second = _open(config, raw_path, project), _open(config, second_path, project)
+        with _lane_inputs(run, raw_path, second_path) as (raw, second):
+            budget = run.budget
+            _check_channels(project, second, second_path)
+            with _scratch(raw.shape[:4], budget) as labels_scratch:
+                for t, classes in sorted(wanted.items()):
+                    _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, run.backend,
+                                                 classify=False)
+                    matrix = feature_matrix(features, project.selected)
+                    ids = np.nonzero(classes[: matrix.shape[0]])[0]
+                    rows.append(matrix[ids])
+                    targets.append(classes[ids].astype(np.uint32))
     except UserError as exc:
         raise UserError(f"project file '{project.path}': cannot read the training data to train the object "
                         f"classifier: {exc}") from None
-    budget = object_budget_bytes(config, backend)
+    return np.concatenate(rows), np.concatenate(targets)
+
+
+@contextlib.contextmanager
+def _lane_inputs(run: ObjectRun, raw_path: str, second_path: str) -> Iterator[tuple[Lane, Lane]]:
+    """The raw data and the second input of one lane, opened; for a Pixel + Object project the
+    second input is the pixel stage's probabilities of the raw data, computed once here."""
+    raw = _open(run.config, raw_path)
     try:
-        _check_channels(project, second, second_path)
-        with _scratch(raw.shape[:4], budget) as labels_scratch:
-            for t, classes in sorted(wanted.items()):
-                _, _, features = _time_point(project, raw, second, t, budget, labels_scratch, backend, classify=False)
-                matrix = feature_matrix(features, project.selected)
-                ids = np.nonzero(classes[: matrix.shape[0]])[0]
-                rows.append(matrix[ids])
-                targets.append(classes[ids].astype(np.uint32))
+        if run.pixel is not None:
+            with lane_probabilities(run.pixel, raw_path) as second:
+                yield raw, second
+        else:
+            second = _open(run.config, second_path)
+            try:
+                yield raw, second
+            finally:
+                second.source.close()
     finally:
         raw.source.close()
-        second.source.close()
-    return np.concatenate(rows), np.concatenate(targets)
 
 
 def _check_channels(project: ObjectProject, second: Lane, second_path: str) -> None:
@@ -235,21 +264,19 @@ def _check_channels(project: ObjectProject, second: Lane, second_path: str) -> N
                         f"thresholds channel {channel}")
 
 
-def _open(config: RunConfig, path: str, project: ObjectProject) -> Lane:
+def _open(config: RunConfig, path: str) -> Lane:
     source = open_input(path, config.cwd, config.stack_along)
     axes = config.input_axes.split(",")[0] if config.input_axes else None
     return Lane(source, lane_axes(source, axes, None, True))
 
 
-def _run_lane(config, options, project: ObjectProject, source: str, raw_path: str, second_path: str,
-              backend: Backend) -> list[str]:
+def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str, second_path: str) -> list[str]:
+    config, project = run.config, run.project
     inputs = [snapshot(p, config.cwd) for p in (raw_path, second_path) if p]
-    raw = _open(config, raw_path, project)
-    second = _open(config, second_path, project)
-    try:
-        budget = object_budget_bytes(config, backend)
+    with _lane_inputs(run, raw_path, second_path) as (raw, second):
+        budget = run.budget
         with _scratch(raw.shape[:4], budget) as scratch:
-            results = lane_results(project, raw, second, budget, scratch, backend)
+            results = lane_results(project, raw, second, budget, scratch, run.backend)
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
             plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
                      for s in sources]
@@ -261,7 +288,8 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
             if project.variant in ("prediction", "pixel"):
                 warn_if_nonfinite(second, "prediction maps", "after the smoothing a NaN is below every threshold "
                                   "and an infinity above, as in ilastik")
-            outputs = [_export_pixel_image(config, project, s, raw_path) if plan is None
+            outputs = [export_pixel_image(run.pixel, s, raw_path, _filename_pattern(config, project),
+                                          project.export.get("output_format"), second) if plan is None
                        else _write_image(plan, project, raw, results, budget) for s, plan in zip(sources, plans)]
             table = _table_path(config, options, project, raw)
             if table:
@@ -271,9 +299,6 @@ def _run_lane(config, options, project: ObjectProject, source: str, raw_path: st
                     else:
                         outputs.append(write_csv_table(table[0], project, results))
         return outputs
-    finally:
-        raw.source.close()
-        second.source.close()
 
 
 def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float, scratch: h5py.File | None,
@@ -496,15 +521,6 @@ def _filename_pattern(config: RunConfig, project: ObjectProject) -> str:
         base = str(project.path.parent)
     pattern = os.path.expanduser(pattern)
     return pattern if os.path.isabs(pattern) or pattern.startswith("{dataset_dir}") else os.path.join(base, pattern)
-
-
-def _export_pixel_image(config: RunConfig, project: ObjectProject, source: str, raw_path: str) -> str:
-    """Pixel Probabilities or Simple Segmentation of the pixel variant, through the Pixel Classification export."""
-    pattern = _filename_pattern(config, project)
-    if config.export.output_format is None and project.export.get("output_format"):
-        config = dataclasses.replace(config, export=dataclasses.replace(
-            config.export, output_format=project.export["output_format"]))
-    return export_pixel_image(config, source, raw_path, pattern)
 
 
 def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProject, raw: Lane) -> tuple[str, str] | None:

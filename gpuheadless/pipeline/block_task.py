@@ -23,7 +23,9 @@ class BlockTask:
 
     ``plan``, ``forest`` and ``n_classes`` are those of the exported stage; ``upstream`` holds
     the Autocontext stages before it (none for Pixel Classification); ``n_classes`` counts every
-    stage's classes for ``Probabilities All Stages``.
+    stage's classes for ``Probabilities All Stages``. ``probabilities``, when given, holds the
+    exported stage's probabilities computed already (a ``tzyxc`` lane): sources derived from
+    them are read there instead of computed again.
     """
 
     backend: Backend
@@ -38,6 +40,7 @@ class BlockTask:
     clock: StageClock = field(default_factory=StageClock)
     upstream: tuple[Stage, ...] = ()
     keep_on_device: bool = False  # the array API's CuPy path: results stay on the GPU
+    probabilities: Lane | None = None
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -77,6 +80,10 @@ def _compute_block(task: BlockTask, block: Block) -> np.ndarray:
         if not mask.any():
             probabilities = np.zeros(shape + (task.n_classes,), dtype=np.float32)
             return bk.to_host(derive_from_probabilities(np, probabilities, kind))[..., task.channels]
+    if task.probabilities is not None and kind not in ("Features", ALL_STAGES):
+        with task.clock.measure("read"):
+            probabilities = bk.xp.asarray(task.probabilities.read(block.t, block.slices))
+        return bk.to_host(derive_from_probabilities(bk.xp, probabilities, kind)[..., task.channels])
     runner = StageRunner(bk, lane, task.stages, task.threads, task.clock.measure)
     last = len(task.stages) - 1
     if kind == "Features":

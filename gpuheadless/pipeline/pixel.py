@@ -92,7 +92,7 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     forest = None
     kind = split_source(source)[0]
     if kind not in ("Features", "Labels", "Input") or config.retrain or (kind == "Features" and len(project.stages) > 1):
-        project = _stage_classifiers(config, project, backend, source)
+        project = stage_classifiers(config, project, backend, source)
         forest = project.forest
     client = None
     if config.scheduler:
@@ -121,7 +121,7 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     return results, failures
 
 
-def _stage_classifiers(config: RunConfig, project: Project, backend: Backend, source: str) -> Project:
+def stage_classifiers(config: RunConfig, project: Project, backend: Backend, source: str) -> Project:
     """``project`` with the classifiers this run uses: the stored ones, or trained on the
     project's labels (``--retrain``, ``--tree-count``, ``--label-proportion``, or none stored).
 
@@ -179,11 +179,13 @@ def _execute(config, project, backend, forest, source, lane_plan: LanePlan, clie
 
 def execute_plan(
     config: RunConfig, project: Project, backend: Backend, forest: Forest | None, source: str, lane_plan: LanePlan,
-    client: Any = None,
+    client: Any = None, probabilities: Lane | None = None,
 ) -> LaneResult:
     """Compute and write one planned export; the output appears only when it is complete.
 
-    With a Dask ``client`` the blocks run as tasks on the cluster's workers.
+    With a Dask ``client`` the blocks run as tasks on the cluster's workers. ``probabilities``
+    (a ``tzyxc`` lane of the exported stage's probabilities, computed already) is where sources
+    derived from them are read instead of computed.
     """
     first_plan = (lane_plan.stage_plans or (lane_plan.plan,))[0]
     if forest is not None and split_source(source)[0] not in ("Labels", "Input") and forest.n_features != first_plan.n_features:
@@ -202,7 +204,7 @@ def execute_plan(
     mask = open_mask(config, lane_plan.mask_path) if lane_plan.mask_path else None
     try:
         region = lane_plan.region
-        task = _block_task(backend, lane, lane_plan, project, forest, source, mask)
+        task = lane_block_task(backend, lane, lane_plan, project, forest, source, mask, probabilities)
         if client is None:
             layout = layout_blocks(config, task, region, block_budget_bytes(config, backend),
                                    _resumed_blocks(config, lane_plan))
@@ -241,8 +243,8 @@ def execute_plan(
     return LaneResult(lane.source.display, lane_plan.final_path, len(todo), dict(task.clock.seconds))
 
 
-def _block_task(backend: Backend, lane: Lane, lane_plan: LanePlan, project: Project, forest: Forest | None, source: str,
-                mask: Lane | None) -> BlockTask:
+def lane_block_task(backend: Backend, lane: Lane, lane_plan: LanePlan, project: Project, forest: Forest | None, source: str,
+                mask: Lane | None, probabilities: Lane | None = None) -> BlockTask:
     """The block function's inputs for one lane: the exported stage, and the stages before it."""
     plans = lane_plan.stage_plans or (lane_plan.plan,)
     stages = project.stages[:len(plans)]
@@ -250,7 +252,7 @@ def _block_task(backend: Backend, lane: Lane, lane_plan: LanePlan, project: Proj
     upstream = tuple(Stage(p, f, s.n_classes) for p, f, s in zip(plans[:-1], forests[:-1], stages[:-1]))
     classes = sum(s.n_classes for s in stages) if source == ALL_STAGES else stages[-1].n_classes
     return BlockTask(backend, lane, plans[-1], forests[-1], source, classes, slice(*lane_plan.region["c"]), mask, 1,
-                     upstream=upstream)
+                     upstream=upstream, probabilities=probabilities)
 
 
 def _write_blocks(config: RunConfig, lane_plan: LanePlan, task: BlockTask, layout: Any, writer: Any,

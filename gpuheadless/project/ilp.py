@@ -14,7 +14,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import h5py
 import numpy as np
@@ -144,7 +144,8 @@ def read_item(dataset: h5py.Dataset) -> Any:
     return dataset[()]
 
 
-def _text(value: Any) -> str:
+def read_text(value: Any) -> str:
+    """A text item (a dataset, bytes or a string) as a string; damaged bytes are replaced, not refused."""
     if isinstance(value, h5py.Group):
         raise TypeError(f"{value.name} is a group, not text")
     if isinstance(value, h5py.Dataset):
@@ -159,7 +160,7 @@ def _text(value: Any) -> str:
 
 
 def _texts(dataset: h5py.Dataset) -> list[str]:
-    return [_text(v) for v in np.asarray(read_item(dataset)).reshape(-1)]
+    return [read_text(v) for v in np.asarray(read_item(dataset)).reshape(-1)]
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -167,7 +168,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 def read_project(path: str | os.PathLike[str]) -> Project:
-    """Open and read a project.
+    """Open and read a Pixel Classification or Autocontext project.
 
     Raises
     ------
@@ -175,6 +176,18 @@ def read_project(path: str | os.PathLike[str]) -> Project:
         Missing or unreadable file, not an ilastik project, another workflow, a refused pickle,
         or a malformed group (any error decoding an item: the file may come from anyone); the
         message names the file.
+    """
+    return read_ilp(path, read_pixel_project, "damaged or not a Pixel Classification project")
+
+
+T = TypeVar("T")
+
+
+def read_ilp(path: str | os.PathLike[str], read: Callable[[h5py.File, Path], T], damaged: str = "damaged") -> T:
+    """Open the ``.ilp`` at ``path`` and decode it with ``read(file, resolved path)``.
+
+    Every project reader goes through here, so each refuses a missing, unreadable or damaged file
+    alike: a :class:`UserError` naming the file, ``damaged`` saying what a decoding error means.
     """
     path = Path(os.path.expanduser(os.fspath(path)))
     if not path.exists():
@@ -189,17 +202,19 @@ def read_project(path: str | os.PathLike[str]) -> Project:
         with handle as f:
             with warnings.catch_warnings():  # a complex value where a number belongs: damaged
                 warnings.simplefilter("error", np.exceptions.ComplexWarning)
-                return _read(f, path.resolve())
+                return read(f, path.resolve())
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a malformed item makes the decoding raise
-        raise UserError(f"project file '{path}' is damaged or not a Pixel Classification project ({brief(exc)})") from None
+        raise UserError(f"project file '{path}' is {damaged} ({brief(exc)})") from None
 
 
-def _read(f: h5py.File, path: Path) -> Project:
-    version = _text(f["ilastikVersion"]) if "ilastikVersion" in f else ""
+def read_pixel_project(f: h5py.File, path: Path) -> Project:
+    """The Pixel Classification (or Autocontext) project in the open ``.ilp`` ``f``; also the pixel
+    stage of a Pixel + Object Classification project."""
+    version = read_text(f["ilastikVersion"]) if "ilastikVersion" in f else ""
     if "workflowName" in f:
-        workflow = _text(f["workflowName"])
+        workflow = read_text(f["workflowName"])
     elif "PixelClassification" not in f:
         raise UserError(f"project file '{path}' is not an ilastik project (no workflowName, no PixelClassification group)")
     else:
@@ -296,20 +311,20 @@ def _read_lanes(f: h5py.File, project_dir: Path) -> list[TrainingLane]:
             continue
         axes, resolutions = "", {}
         if "axistags" in raw:
-            tags = json.loads(_text(raw["axistags"]))
+            tags = json.loads(read_text(raw["axistags"]))
             axes = "".join(a["key"] for a in tags["axes"])
             resolutions = {a["key"]: float(a.get("resolution", 0) or 0) for a in tags["axes"]}
         elif "axisorder" in raw:
-            axes = _text(raw["axisorder"])
-        units = json.loads(_text(raw["axis_units"])) if "axis_units" in raw else {}
+            axes = read_text(raw["axisorder"])
+        units = json.loads(read_text(raw["axis_units"])) if "axis_units" in raw else {}
         shape = tuple(int(v) for v in raw["shape"][()]) if "shape" in raw else None
         lanes.append(
             TrainingLane(
                 index=int(re.sub(r"\D", "", name) or 0),
-                file_path=_text(raw["filePath"]),
+                file_path=read_text(raw["filePath"]),
                 axes=axes,
                 shape=shape,
-                nickname=_text(raw["nickname"]) if "nickname" in raw else "",
+                nickname=read_text(raw["nickname"]) if "nickname" in raw else "",
                 project_dir=project_dir,
                 resolutions=resolutions,
                 axis_units=units or {},
@@ -367,7 +382,7 @@ def _read_labels(pc: h5py.Group, lanes: list[TrainingLane], version: str) -> dic
         for bname in sorted(pc["LabelSets"][name].keys()):
             ds = pc["LabelSets"][name][bname]
             values = np.asarray(ds[()])
-            slices = _parse_block_slice(_text(ds.attrs["blockSlice"]))
+            slices = _parse_block_slice(read_text(ds.attrs["blockSlice"]))
             if len(slices) != values.ndim:
                 raise ValueError(f"label block {ds.name}: blockSlice does not match its shape")
             lane = lanes_by_index.get(index)
@@ -460,7 +475,7 @@ def _read_export(f: h5py.File) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, name in _EXPORT_KEYS.items():
         if key in g:
-            value = _text(g[key])
+            value = read_text(g[key])
             if value:
                 out[name] = value
     if "RegionStart" in g and "RegionStop" in g:

@@ -1,8 +1,11 @@
-"""Reading an Object Classification project (spec/object-classification.md §1.1, §2.1, §3.7, §4, §6)."""
+"""Reading an Object Classification project (spec/object-classification.md §1.1, §2.1, §3.7, §4, §6).
+
+Opened through :func:`~gpuheadless.project.ilp.read_ilp`, as every project is; a Pixel + Object
+Classification project also holds its pixel stage, read by the Pixel Classification reader.
+"""
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,12 +13,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import UserError, brief
+from ..errors import UserError
 from ..forest.model import Forest
-from ..project.ilp import read_item
-from ..project.safe_pickle import safe_loads
-from ..project.vigra_forest import VigraForestError, read_vigra_forests
-from .threshold import ThresholdSettings
+from ..objects.threshold import ThresholdSettings
+from .ilp import Project, read_ilp, read_item, read_pixel_project, read_text
+from .safe_pickle import safe_loads
+from .vigra_forest import VigraForestError, read_vigra_forests
 
 VARIANTS = {
     "Object Classification (from prediction image)": "prediction",
@@ -52,15 +55,11 @@ class ObjectProject:
     training_axes: str | None = None
     labels: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (lane, t) -> class per object id
     lanes: list[tuple[str, str]] = field(default_factory=list)  # (raw, second input), resolved paths
+    pixel: Project | None = None  # the pixel stage of a Pixel + Object Classification project
 
     @property
     def n_classes(self) -> int:
         return max(len(self.label_names), 1)
-
-
-def _text(value: Any) -> str:
-    value = read_item(value) if isinstance(value, h5py.Dataset) else value
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 MAX_SIGMA = 1000.0  # pixels; the smoothing window has 4 sigma + 1 taps
@@ -88,10 +87,14 @@ def workflow_variant(path: str | os.PathLike[str]) -> str | None:
     """``prediction``, ``binary``, ``labels`` or ``pixel`` for an Object Classification project, else None."""
     try:
         with h5py.File(path, "r") as f:
-            name = _text(f["workflowName"]) if "workflowName" in f else ""
+            return object_variant(f)
     except Exception:  # noqa: BLE001 - unreadable, or a broken workflowName: not one (the pixel reader says why)
         return None
-    return VARIANTS.get(name)
+
+
+def object_variant(f: h5py.File) -> str | None:
+    """The Object Classification variant of the open ``.ilp`` ``f``, None for another workflow."""
+    return VARIANTS.get(read_text(f["workflowName"])) if "workflowName" in f else None
 
 
 def read_object_project(path: str | os.PathLike[str]) -> ObjectProject:
@@ -100,22 +103,12 @@ def read_object_project(path: str | os.PathLike[str]) -> ObjectProject:
     The file may come from anyone: any error while decoding it (an item missing, renamed or of
     another type, a malformed forest, an absurd size) is a damaged project, reported in one line.
     """
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            with warnings.catch_warnings():  # a complex value where a number belongs: damaged
-                warnings.simplefilter("error", np.exceptions.ComplexWarning)
-                return _read(f, path)
-    except UserError:
-        raise
-    except OSError as exc:
-        raise UserError(f"project file '{path}': not a readable .ilp ({exc})") from None
-    except Exception as exc:  # noqa: BLE001 - whatever a malformed item makes the decoding raise
-        raise UserError(f"project file '{path}' is damaged ({brief(exc)})") from None
+    return read_ilp(path, read_object_project_file)
 
 
-def _read(f: h5py.File, path: Path) -> ObjectProject:
-    variant = VARIANTS.get(_text(f["workflowName"]))
+def read_object_project_file(f: h5py.File, path: Path) -> ObjectProject:
+    """The Object Classification project in the open ``.ilp`` ``f`` (its pixel stage included)."""
+    variant = object_variant(f)
     if variant is None:
         raise UserError(f"project file '{path}': not an Object Classification project")
     settings = ThresholdSettings()
@@ -153,8 +146,8 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
                 if "margin" in item:
                     margins[name] = _margin(item["margin"], name)
                 if "displaytext" in item:
-                    display[name] = _text(item["displaytext"])
-    label_names = ([_text(n) for n in read_item(f["ObjectClassification/LabelNames"])]
+                    display[name] = read_text(item["displaytext"])
+    label_names = ([read_text(n) for n in read_item(f["ObjectClassification/LabelNames"])]
                    if "ObjectClassification/LabelNames" in f else [])
     forest = None
     if "ObjectClassification/ClassifierForests" in f:
@@ -179,13 +172,13 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
         for key, name in (("OutputFilenameFormat", "output_filename_format"), ("OutputFormat", "output_format"),
                           ("OutputInternalPath", "output_internal_path")):
             if key in g:
-                export[name] = _text(g[key])
+                export[name] = read_text(g[key])
     axes = None
     raw = "Input Data/infos/lane0000/Raw Data/axistags"
     if raw in f:
         import json  # noqa: PLC0415
 
-        axes = "".join(a["key"] for a in json.loads(_text(f[raw]))["axes"])
+        axes = "".join(a["key"] for a in json.loads(read_text(f[raw]))["axes"])
     labels: dict[tuple[int, int], np.ndarray] = {}
     if "ObjectClassification/LabelInputs" in f:
         for lane_name, lane_group in f["ObjectClassification/LabelInputs"].items():
@@ -203,15 +196,16 @@ def _read(f: h5py.File, path: Path) -> ObjectProject:
     infos = f.get("Input Data/infos")
     for lane_name in sorted(infos) if infos is not None else []:
         roles = [r for r in infos[lane_name] if "filePath" in infos[lane_name][r]]
-        paths = {r: _text(infos[lane_name][r]["filePath"]) for r in roles}
+        paths = {r: read_text(infos[lane_name][r]["filePath"]) for r in roles}
         second = next((paths[r] for r in roles if r != "Raw Data"), None)
         if variant == "pixel":
             second = ""  # the pixel stage computes it from the raw data
         if "Raw Data" in paths and second is not None:
             lanes.append(tuple(p if not p or os.path.isabs(p) else str(path.parent / p) for p in (paths["Raw Data"], second)))
     return ObjectProject(
-        path=path, variant=variant, ilastik_version=_text(f["ilastikVersion"]) if "ilastikVersion" in f else "",
+        path=path, variant=variant, ilastik_version=read_text(f["ilastikVersion"]) if "ilastikVersion" in f else "",
         threshold=settings, selected=selected, margins=margins, display_names=display, label_names=label_names,
         forest=forest, table_settings=table_settings, table_features=table_features, export=export,
         training_axes=axes, labels=labels, lanes=lanes,
+        pixel=read_pixel_project(f, path) if variant == "pixel" else None,
     )
