@@ -10,7 +10,7 @@ from .errors import UserError
 def predict(
     project: str,
     inputs: Sequence[str],
-    export_source: str = "Probabilities",
+    export_source: str | None = None,
     output_format: str | None = None,
     output_filename_format: str | None = None,
     prediction_masks: Sequence[str] = (),
@@ -29,8 +29,10 @@ def predict(
         The ``.ilp`` file.
     inputs : sequence of str
         Images: files, ``file.h5/data``, globs for stacks.
-    export_source : str
-        ``Probabilities``, ``Simple Segmentation``, ``Uncertainty``, ``Features`` or ``Labels``.
+    export_source : str, optional
+        ``Probabilities`` (the default), ``Simple Segmentation``, ``Uncertainty``, ``Features`` or
+        ``Labels``; for Object Classification ``Object Predictions`` (its default) and the others
+        of that workflow.
     output_format, output_filename_format : str, optional
         As the command-line flags (default: the project's, then ilastik's defaults).
     prediction_masks : sequence of str
@@ -57,8 +59,8 @@ def predict(
     UserError
         When an input fails (the message names it) or an option is wrong.
     """
-    from .config import ExportOptions, RunConfig, ram_budget_from_env, threads_from_env  # noqa: PLC0415
-    from .pipeline.pixel import run_batch  # noqa: PLC0415
+    from .config import ExportOptions, ObjectOptions, RunConfig, ram_budget_from_env, threads_from_env  # noqa: PLC0415
+    from .run import run_workflow  # noqa: PLC0415
 
     run_keys = {"input_axes", "stack_along", "retrain", "seed", "tree_count", "label_proportion", "ignore_training_axistags"}
     run_options = {k: export_options.pop(k) for k in list(export_options) if k in run_keys}
@@ -69,16 +71,8 @@ def predict(
         prediction_masks=[os.fspath(m) for m in prediction_masks], device=device,
         threads=threads_from_env(), ram_budget_mb=ram_budget_from_env(), progress=False, **run_options,
     )
-    from .project.objects import workflow_variant  # noqa: PLC0415
-
-    if workflow_variant(config.project):
-        from .objects.workflow import ObjectOptions, run_object_batch  # noqa: PLC0415
-
-        second = list(prediction_maps or segmentation_image or label_image)
-        written, failures = run_object_batch(config, ObjectOptions(second_inputs=second, table_filename=table_filename))
-    else:
-        results, failures = run_batch(config)
-        written = [r.output for r in results]
+    second = [os.fspath(p) for p in (prediction_maps or segmentation_image or label_image)]
+    written, failures = run_workflow(config, ObjectOptions(second_inputs=second, table_filename=table_filename))
     if failures:
         raise UserError("; ".join(failures))
     return written

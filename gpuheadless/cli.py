@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .config import ExportOptions, RunConfig, ram_budget_from_env, threads_from_env
+from .config import ExportOptions, ObjectOptions, RunConfig, ram_budget_from_env, threads_from_env
 from .errors import NotImplementedYet, OneLineParser, UsageError, UserError
 from .export import EXPORT_DTYPES, parse_cutout, parse_pair
 from .io.formats import all_format_names
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--random-label-value", dest="random_label_value", type=int)
     w.add_argument("--random-label-count", dest="random_label_count", type=int)
     e = p.add_argument_group("export flags")
-    e.add_argument("--export_source", default="Probabilities", help="Probabilities (default), Simple Segmentation, Uncertainty, Features, Labels")
+    e.add_argument("--export_source", help="Probabilities (default), Simple Segmentation, Uncertainty, Features, Labels; "
+                   "Object Predictions (default of Object Classification), Object Probabilities, Object Identities ...")
     e.add_argument("--output_format", choices=ILASTIK_OUTPUT_FORMATS, metavar="FORMAT",
                    help="compressed hdf5 (default), hdf5, numpy, multipage tiff[ sequence], or a 2D format "
                    "(bmp gif hdr jpeg jpg pbm pgm png pnm ppm ras tif tiff xv), each also as '<name> sequence'")
@@ -200,20 +201,14 @@ def _check_input_axes(text: str) -> None:
         raise UsageError(f"--input_axes {text!r}: needs distinct letters of xyztc including x and y")
 
 
-def _run_objects(config: RunConfig, args: argparse.Namespace) -> int:
-    """The Object Classification batch: exit status 0, or 1 if an input failed."""
-    from .objects.workflow import ObjectOptions, run_object_batch  # noqa: PLC0415
-
-    if args.atlas:
-        raise NotImplementedYet("--atlas")
+def object_options_from_args(args: argparse.Namespace) -> ObjectOptions:
+    """The Object Classification flags as :class:`~gpuheadless.config.ObjectOptions`."""
     extra = [name for flag, name in ((args.export_object_prediction_img, "Object Predictions"),
                                      (args.export_object_probability_img, "Object Probabilities"),
                                      (args.export_pixel_probability_img, "Pixel Probabilities")) if flag]
     second = args.prediction_maps or args.segmentation_image or args.label_image
-    options = ObjectOptions(second_inputs=list(second), table_filename=args.table_filename, extra_sources=extra,
-                            table_only=args.table_only)
-    _written, failures = run_object_batch(config, options)
-    return _report_failures(failures, len(config.inputs))
+    return ObjectOptions(second_inputs=list(second), table_filename=args.table_filename, extra_sources=extra,
+                         table_only=args.table_only, atlas=args.atlas)
 
 
 def option_strings(parser: argparse.ArgumentParser) -> list[str]:
@@ -270,13 +265,9 @@ def open_project(path: str) -> None:
     path : str
         The ``--project`` file.
     """
-    from .project.objects import read_object_project, workflow_variant  # noqa: PLC0415
-    from .project.ilp import read_project  # noqa: PLC0415
+    from .project.open import read_any_project  # noqa: PLC0415
 
-    if workflow_variant(path):
-        read_object_project(path)
-    else:
-        read_project(path)
+    read_any_project(path)
 
 
 def _setup_logging(debug: bool, logfile: str | None) -> None:
@@ -338,13 +329,9 @@ def _dispatch(argv: list[str]) -> int:
             open_project(config.project)
             log.info("No input files given; nothing to do.")
             return 0
-        from .project.objects import workflow_variant  # noqa: PLC0415
+        from .run import run_workflow  # noqa: PLC0415 - keeps --help fast
 
-        if workflow_variant(config.project):
-            return _run_objects(config, args)
-        from .pipeline.pixel import run_batch  # noqa: PLC0415 - keeps --help fast
-
-        results, failures = run_batch(config)
+        _written, failures = run_workflow(config, object_options_from_args(args))
     except UserError as exc:
         if debug:
             raise

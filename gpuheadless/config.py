@@ -13,7 +13,7 @@ MIN_RAM_MB = 500
 class ExportOptions:
     """Export settings given on the command line (``None`` = take the project's, then the default)."""
 
-    source: str = "Probabilities"
+    source: str | None = None  # None: the workflow's default (Probabilities, Object Predictions)
     output_format: str | None = None
     output_filename_format: str | None = None
     output_internal_path: str | None = None
@@ -52,6 +52,17 @@ class RunConfig:
     progress: bool = True
     # GPUHEADLESS_BLOCK_MB: one CPU block's working set in MiB (None: the measured fastest)
     block_mb: float | None = field(default_factory=lambda: block_target_from_env())
+
+
+@dataclass
+class ObjectOptions:
+    """The Object Classification inputs and options of one run."""
+
+    second_inputs: list[str] = field(default_factory=list)  # --prediction_maps, --segmentation_image, --label_image
+    table_filename: str | None = None
+    extra_sources: list[str] = field(default_factory=list)  # --export_object_*_img, --export_pixel_probability_img
+    table_only: bool = False  # --table_only: the table, no image
+    atlas: str | None = None  # --atlas (not implemented)
 
 
 def threads_from_env(environ: dict[str, str] | None = None) -> int:

@@ -27,11 +27,13 @@ def source_names(n_stages: int = 1) -> list[str]:
     return names + [ALL_STAGES]
 
 
-def resolve_source(name: str, n_stages: int = 1) -> str:
-    """The canonical export source for ``name`` (case-insensitive, as ilastik compares).
+def resolve_source(name: str | None, n_stages: int = 1) -> str:
+    """The canonical export source for ``name`` (case-insensitive, as ilastik compares;
+    ``Probabilities`` when not given).
 
     For an Autocontext project the default ``Probabilities`` is the last stage's.
     """
+    name = "Probabilities" if name is None else name
     if n_stages > 1 and name.strip() == "Probabilities":
         return f"Probabilities Stage {n_stages}"
     names = source_names(n_stages)
@@ -40,6 +42,24 @@ def resolve_source(name: str, n_stages: int = 1) -> str:
             return source
     valid = [s.lower() for s in names]
     raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {valid}")
+
+
+OBJECT_SOURCES = ("Object Predictions", "Object Probabilities", "Blockwise Object Predictions",
+                  "Blockwise Object Probabilities", "Object Identities")
+# The pixel stage's images of a Pixel + Object Classification project: their names there, and here
+PIXEL_STAGE_SOURCES = {"Pixel Probabilities": "Probabilities", "Simple Segmentation": "Simple Segmentation"}
+
+
+def resolve_object_source(name: str | None, pixel_stage: bool = False) -> str:
+    """ilastik's Object Classification export name for ``--export_source`` (case-insensitive;
+    ``Object Predictions`` when not given); the pixel stage's images only with a ``pixel_stage``."""
+    valid = OBJECT_SOURCES + (tuple(PIXEL_STAGE_SOURCES) if pixel_stage else ())
+    if name is None:
+        return valid[0]
+    for source in valid:
+        if source.lower() == name.strip().lower():
+            return source
+    raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {[s.lower() for s in valid]}")
 
 
 def split_source(source: str) -> tuple[str, int | None]:

@@ -186,6 +186,17 @@ def test_bad_object_inputs(data, tmp_path, capsys):
     assert not list(out.iterdir())  # nothing written for any of them
 
 
+@pytest.mark.parametrize("name", ["Probabilities", "probabilities", "Simple Segmentation"])
+def test_a_pixel_export_source_is_refused_by_object_projects_as_ilastik_refuses_it(name, data, tmp_path, capsys):
+    """ilastik 1.4.2 stops on ``--export_source=Probabilities`` with an object project ("Invalid option
+    for --export_source ... Valid options are: ['object predictions', ...]"); so does this, whatever
+    the case, instead of taking it as not given; nothing is written."""
+    code, err = _run(data, tmp_path, capsys, f"--export_source={name}")
+    assert code == 2 and f"Invalid option for --export_source: '{name}'" in err
+    assert "['object predictions', 'object probabilities'" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.h5"))
+
+
 WPRED = ["ObjectClassification2d_wPred.ilp", "ObjectClassification2d3c_wPred.ilp", "ObjectClassification5t2d1c_wPred.ilp",
          "ObjectClassification5t2d2c_wPred.ilp", "ObjectClassification5t3d2c_wPred.ilp"]
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..config import ExportOptions, RunConfig
+from ..export import PIXEL_STAGE_SOURCES
 from ..io import staging
 from ..io.guarded_file import hdf5_output
 from ..io.stacks import open_input
@@ -33,7 +34,6 @@ from ..pipeline.lane import Lane
 from ..pipeline.pixel import execute_plan, lane_block_task, stage_classifiers
 from ..project.ilp import Project
 
-PIXEL_SOURCES = {"Pixel Probabilities": "Probabilities", "Simple Segmentation": "Simple Segmentation"}
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,11 @@ def export_pixel_image(stage: PixelStage, source: str, raw_path: str, pattern: s
     object project stores, used when the command line gives none.
     """
     config = stage.config
-    export = dataclasses.replace(config.export, source=PIXEL_SOURCES[source],
+    export = dataclasses.replace(config.export, source=PIXEL_STAGE_SOURCES[source],
                                  output_filename_format=pattern.replace("{result_type}", source),
                                  output_format=config.export.output_format or output_format)
     config = dataclasses.replace(config, export=export)
-    name = PIXEL_SOURCES[source]
+    name = PIXEL_STAGE_SOURCES[source]
     lane_plan = plan_lane(config, stage.project, stage.forest, name, effective_format(config, stage.project), raw_path,
                           None)
     return execute_plan(config, stage.project, stage.backend, stage.forest, name, lane_plan,

@@ -15,17 +15,17 @@ import contextlib
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import h5py
 
 import numpy as np
 
-from ..config import RunConfig
-from ..errors import UsageError, UserError, writing_output
-from ..backend import Backend, select_backend
-from ..export import ExportTransform, make_transform, output_axes
+from ..config import ObjectOptions, RunConfig
+from ..errors import NotImplementedYet, UsageError, UserError, writing_output
+from ..backend import Backend
+from ..export import PIXEL_STAGE_SOURCES, ExportTransform, make_transform, output_axes
 from ..io import formats, staging
 from ..io.guarded_file import hdf5_output
 from ..io.naming import format_known, replace_extension
@@ -40,14 +40,13 @@ from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
 from .labeling import (ObjectIds, iter_slabs, label_image_ids, segmentation_ids, slab_axis, slab_thickness,
                        threshold_ids)
-from .pixel_stage import PIXEL_SOURCES, PixelStage, export_pixel_image, lane_probabilities, prepare_pixel_stage
+from .pixel_stage import PixelStage, export_pixel_image, lane_probabilities, prepare_pixel_stage
 from ..project.objects import ObjectProject, read_object_project
+from ..resolve import Resolved, resolve_run
 from .table import write_csv_table, write_h5_table
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("Object Predictions", "Object Probabilities", "Blockwise Object Predictions",
-           "Blockwise Object Probabilities", "Object Identities")
 SECOND_ROLE = {"prediction": "--prediction_maps", "binary": "--segmentation_image", "labels": "--label_image"}
 
 
@@ -77,36 +76,21 @@ def start_object_run(config: RunConfig, project: ObjectProject, backend: Backend
     return run
 
 
-@dataclass
-class ObjectOptions:
-    """The Object Classification inputs and table option of one run."""
+def run_object_batch(config: RunConfig, options: ObjectOptions,
+                     resolved: Resolved | None = None) -> tuple[list[str], list[str]]:
+    """Export every lane; returns (written files, failures).
 
-    second_inputs: list[str] = field(default_factory=list)
-    table_filename: str | None = None
-    extra_sources: list[str] = field(default_factory=list)  # --export_object_*_img, --export_pixel_probability_img
-    table_only: bool = False  # --table_only: the table, no image
-
-
-def resolve_object_source(name: str | None, variant: str = "prediction") -> str:
-    """ilastik's export name for ``--export_source`` (case-insensitive); the pixel sources only in the pixel variant."""
-    valid = SOURCES + (tuple(PIXEL_SOURCES) if variant == "pixel" else ())
-    if not name:
-        return valid[0]
-    for source in valid:
-        if source.lower() == name.strip().lower():
-            return source
-    raise UsageError(f"Invalid option for --export_source: {name!r}. Valid options are: {[s.lower() for s in valid]}")
-
-
-def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[str], list[str]]:
-    """Export every lane; returns (written files, failures)."""
-    project = read_object_project(config.project)
+    ``resolved`` holds the run's decisions (project, export source, device); by default they are
+    made here from ``config``.
+    """
+    if options.atlas:
+        raise NotImplementedYet("--atlas")
+    resolved = resolved or resolve_run(config, read_object_project(config.project))
+    project, source = resolved.project, resolved.source
     for flag, value in (("--scheduler", config.scheduler), ("--resume", config.resume)):
         if value:
             log.warning("%s applies to Pixel Classification; this Object Classification run stays in this process",
                         flag)
-    source = resolve_object_source(config.export.source if config.export.source != "Probabilities" else None,
-                                   project.variant)
     second_inputs = options.second_inputs
     if project.variant == "pixel":
         if second_inputs:
@@ -123,7 +107,7 @@ def run_object_batch(config: RunConfig, options: ObjectOptions) -> tuple[list[st
     check_plugins(project)
     check_output_collisions(_all_targets(config, options, project, source), config.inputs + [p for p in second_inputs if p],
                             config.cwd)
-    run = start_object_run(config, project, select_backend(config.device, config.threads))
+    run = start_object_run(config, project, resolved.backend)
     written, failures = [], []
     for raw_path, second_path in zip(config.inputs, second_inputs):
         try:
@@ -171,7 +155,7 @@ def _lane_targets(config: RunConfig, options: ObjectOptions, project: ObjectProj
     internal = config.export.output_internal_path or project.export.get("output_internal_path") or "exported_data"
     targets = []
     for name in sources:
-        if name in PIXEL_SOURCES:
+        if name in PIXEL_STAGE_SOURCES:
             path = _image_path(config, project, name, raw, output_format, 1)
         else:
             plan = _plan_image(config, project, name, raw, [])
@@ -278,7 +262,7 @@ def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str
         with _scratch(raw.shape[:4], budget) as scratch:
             results = lane_results(project, raw, second, budget, scratch, run.backend)
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
-            plans = [None if s in PIXEL_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
+            plans = [None if s in PIXEL_STAGE_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
                      for s in sources]
             for before in inputs:  # every object is computed: the inputs are not read again
                 check_unchanged(before)

@@ -14,15 +14,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..backend import Backend, select_backend
+from ..backend import Backend
 from ..config import RunConfig, trim_heap
 from ..errors import UsageError, UserError, writing_output
-from ..export import ALL_STAGES, resolve_source, split_source
+from ..export import ALL_STAGES, split_source
 from ..forest.model import Forest
 from ..io.formats import CONTAINER_FORMATS, ZARR_FORMATS, is_sequence
 from ..io.stacks import expand_members, has_glob, open_input
 from ..io.writers import open_writer
 from ..project.ilp import Project, read_project
+from ..resolve import Resolved, resolve_run
 from .block_runner import block_budget_bytes, block_id, chunk_shape, layout_blocks, place, run_local
 from .block_task import BlockTask, compute_block
 from .blocks import Block
@@ -45,11 +46,13 @@ class LaneResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | None = None) -> tuple[list[LaneResult], list[str]]:
+def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | None = None,
+              resolved: Resolved | None = None) -> tuple[list[LaneResult], list[str]]:
     """Apply the project to every input; a failed input is reported and the batch goes on.
 
     Every input is planned (opened, checked, its output decided) before anything is computed,
-    so a bad option stops the run with nothing computed or written.
+    so a bad option stops the run with nothing computed or written. ``resolved`` holds the
+    run's decisions (project, export source, device); by default they are made here.
 
     Returns
     -------
@@ -62,8 +65,8 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     UserError
         For problems that stop the whole run (project, options, classifier).
     """
-    project = read_project(config.project)
-    source = resolve_source(config.export.source, len(project.stages))
+    resolved = resolved or resolve_run(config, read_project(config.project))
+    project, source, backend = resolved.project, resolved.source, resolved.backend
     output_format = effective_format(config, project)
     check_filename_options(config, project, output_format)
     if len(config.prediction_masks) > len(config.inputs):
@@ -87,7 +90,6 @@ def run_batch(config: RunConfig, on_lane_done: Callable[[LaneResult], None] | No
     check_output_collisions([output_target(f"input '{p.path}'", p.output_format, p.final_path, p.internal_path)
                              for p in plans], config.inputs + config.prediction_masks, config.cwd,
                             parallel=bool(config.scheduler))
-    backend = select_backend(config.device)
     # Features and Labels never use the classifier; train one for them only when asked to.
     forest = None
     kind = split_source(source)[0]
