@@ -278,3 +278,52 @@ def test_missing_second_input_and_unknown_source_are_one_line_errors(tiny, tmp_p
     code, err = run_cli(base + [f"--segmentation_image={seconds['binary']}", "--export_source=Features"], tmp_path, capsys)
     assert code != 0 and "Features" in err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_pixel_and_object_project_equals_its_two_stages(tmp_path, capsys):
+    """A Pixel + Object project (pixel forest trained by ``gpuheadless train``, object forest of
+    :mod:`tiny_objects`) gives the Pixel Probabilities of the pixel stage alone, and the object
+    images and table of the prediction-maps project applied to those probabilities."""
+    from gpuheadless.cli import main
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:48, :64]
+    truth = np.zeros((48, 64), bool)
+    for (cy, cx), r in (((10, 10), SMALL), ((12, 40), LARGE), ((34, 20), LARGE), ((36, 50), SMALL)):
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    raw = np.clip(np.where(truth, 180, 40) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
+    scribbles = np.zeros(truth.shape, np.uint8)
+    scribbles[::2, ::2] = np.where(truth, 2, 1)[::2, ::2]
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f["raw"] = raw
+        f["labels"] = scribbles
+    assert main(["train", "--raw", f"{tmp_path}/in.h5/raw", "--labels", f"{tmp_path}/in.h5/labels",
+                 "--output", f"{tmp_path}/pixel.ilp", "--features", "GaussianSmoothing@0.7,GaussianSmoothing@1.6",
+                 "--trees", "8", "--seed", "0"]) == 0
+    write_tiny_project(tmp_path / "objects.ilp", "prediction")
+    with h5py.File(tmp_path / "pixel.ilp", "r") as p, h5py.File(tmp_path / "objects.ilp", "r") as o, \
+            h5py.File(tmp_path / "both.ilp", "w") as both:
+        for key in p:
+            if key != "workflowName":
+                p.copy(key, both)
+        for key in ("ThresholdTwoLevels", "ObjectClassification"):
+            o.copy(key, both)
+        both["workflowName"] = b"Object Classification (from pixel classification)"
+    common = ["--headless", "--device=cpu", "--output_format=hdf5"]
+    code, err = run_cli(common + [f"--project={tmp_path}/both.ilp", "--export_source=Object Predictions",
+                                  "--export_pixel_probability_img", "--export_object_probability_img",
+                                  f"--output_filename_format={tmp_path}/both_{{result_type}}.h5",
+                                  f"--table_filename={tmp_path}/both.csv", f"{tmp_path}/in.h5/raw"], tmp_path, capsys)
+    assert code == 0, err
+    code, err = run_cli(common + [f"--project={tmp_path}/pixel.ilp", f"--output_filename_format={tmp_path}/pixel.h5",
+                                  f"{tmp_path}/in.h5/raw"], tmp_path, capsys)
+    assert code == 0, err
+    pixel = read_h5(tmp_path / "pixel.h5")
+    np.testing.assert_array_equal(read_h5(tmp_path / "both_Pixel Probabilities.h5"), pixel)
+    two_stage, rows = run_objects(tmp_path, capsys, tmp_path / "objects.ilp", f"{tmp_path}/in.h5/raw",
+                                  f"{tmp_path}/pixel.h5/exported_data", "prediction", name="stages")
+    predictions = read_h5(tmp_path / "both_Object Predictions.h5")
+    np.testing.assert_array_equal(predictions, two_stage["Object Predictions"])
+    np.testing.assert_array_equal(read_h5(tmp_path / "both_Object Probabilities.h5"), two_stage["Object Probabilities"])
+    assert [int(predictions[c][0]) for c in ((10, 10), (12, 40), (34, 20), (36, 50))] == [1, 2, 2, 1]
+    assert len(rows) == 4 and (tmp_path / "both_table.csv").read_text() == (tmp_path / "stages_table.csv").read_text()
