@@ -110,3 +110,24 @@ def test_first_pixel_of_each_label():
     flat = labels.reshape(-1).astype(np.int64)
     ids, first = np.unique(flat, return_index=True)
     np.testing.assert_array_equal(_first_indices(flat, found), first[ids != 0])
+
+
+def test_pixel_probabilities_stay_in_memory_or_go_to_a_scratch_file_removed_afterwards(tmp_path, monkeypatch):
+    """The Pixel + Object pixel stage: probabilities within a quarter of the budget in memory,
+    beyond it in a temporary HDF5 file, gone once the lane is done."""
+    import h5py
+
+    from gpuheadless.objects.pixel_stage import _destination
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with _destination((2, 1, 30, 40, 3), budget=4 * 2 * 30 * 40 * 3 * 4) as out:
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32
+    with _destination((2, 1, 30, 40, 3), budget=4 * 2 * 30 * 40 * 3 * 4 - 1) as out:
+        assert isinstance(out, h5py.Dataset) and out.shape == (2, 1, 30, 40, 3)
+        out[1, :, 5:9] = 0.25
+        assert float(out[1, 0, 6, 7, 2]) == 0.25
+        assert any(tmp_path.iterdir())
+    assert not any(tmp_path.iterdir())

@@ -410,10 +410,12 @@ def test_hdf5_table_with_the_whole_raw_image(data, tmp_path, capsys, project_cop
         assert "raw" not in f["images/0"] and f["images/0/labeling"][()].sum() == f["table"]["Size in pixels"][0]
 
 
-def test_cluster_flags_are_said_to_apply_to_pixel_classification_only(data, tmp_path, capsys):
-    code, err = _run(data, tmp_path, capsys, "--scheduler=local:2", "--export_source=Object Identities")
+def test_resume_is_said_to_apply_to_pixel_classification_only(data, tmp_path, capsys):
+    """--resume continues unfinished Zarr outputs of Pixel Classification; an object run computes
+    every lane and says so (its --scheduler runs lanes as Dask tasks: tests/test_object_cluster.py)."""
+    code, err = _run(data, tmp_path, capsys, "--resume", "--export_source=Object Identities")
     assert code == 0, err
-    assert "--scheduler applies to Pixel Classification" in err
+    assert "--resume applies to Pixel Classification" in err
     assert (tmp_path / "5t3d2c-data_Object Identities.h5").is_file()
 
 

@@ -60,11 +60,13 @@ def _whole_image(config: RunConfig) -> RunConfig:
 
 
 @contextlib.contextmanager
-def lane_probabilities(stage: PixelStage, raw_path: str) -> Iterator[Lane]:
-    """The pixel probabilities of one input as a ``tzyxc`` lane, computed once, block by block.
+def lane_probabilities(stage: PixelStage, raw_path: str) -> Iterator[tuple[Lane, Lane]]:
+    """The raw data of one input, read with the pixel project's axes, and its pixel
+    probabilities as a ``tzyxc`` lane, computed once, block by block.
 
-    They stay in memory when they fit a quarter of the memory budget, else in a temporary HDF5
-    file removed afterwards.
+    The probabilities stay in memory when they fit a quarter of the memory budget, else in a
+    temporary HDF5 file removed afterwards. The object stage reads the raw data with the same
+    axes, as ilastik's one lane feeds both stages.
 
     Raises
     ------
@@ -85,7 +87,7 @@ def lane_probabilities(stage: PixelStage, raw_path: str) -> Iterator[Lane]:
                 out[(block.t,) + block.slices] = values
 
             run_local(config, layout.blocks, lambda b: compute_block(task, b), store, lambda: None)
-            yield Lane(array_source(out, "tzyxc", f"pixel probabilities of '{raw.source.display}'"), "tzyxc")
+            yield raw, Lane(array_source(out, "tzyxc", f"pixel probabilities of '{raw.source.display}'"), "tzyxc")
     finally:
         raw.source.close()
 

@@ -12,6 +12,7 @@ within the memory budget (``labeling``, ``batches``), on the CPU.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -59,10 +60,13 @@ class ObjectRun:
     project: ObjectProject
     backend: Backend
     pixel: PixelStage | None = None
+    budget_bytes: float | None = None  # a Dask task's share of its worker; None: this process's budget
 
     @property
     def budget(self) -> float:
         """Bytes the labelling slabs and feature batches may use now (see :func:`object_budget_bytes`)."""
+        if self.budget_bytes is not None:
+            return min(self.budget_bytes, OBJECT_WORKING_SET)
         return object_budget_bytes(self.config, self.backend)
 
 
@@ -87,10 +91,8 @@ def run_object_batch(config: RunConfig, options: ObjectOptions,
         raise NotImplementedYet("--atlas")
     resolved = resolved or resolve_run(config, read_object_project(config.project))
     project, source = resolved.project, resolved.source
-    for flag, value in (("--scheduler", config.scheduler), ("--resume", config.resume)):
-        if value:
-            log.warning("%s applies to Pixel Classification; this Object Classification run stays in this process",
-                        flag)
+    if config.resume:
+        log.warning("--resume applies to Pixel Classification; this Object Classification run computes every lane")
     second_inputs = options.second_inputs
     if project.variant == "pixel":
         if second_inputs:
@@ -108,6 +110,13 @@ def run_object_batch(config: RunConfig, options: ObjectOptions,
     check_output_collisions(_all_targets(config, options, project, source), config.inputs + [p for p in second_inputs if p],
                             config.cwd)
     run = start_object_run(config, project, resolved.backend)
+    if config.scheduler:
+        from .cluster import ObjectLaneJob, run_lanes_on_cluster  # noqa: PLC0415 - dask is an optional extra
+
+        shipped = dataclasses.replace(project, pixel=run.pixel.project if run.pixel is not None else None)
+        job = ObjectLaneJob(dataclasses.replace(config, threads=1, progress=False), options, source, shipped, 0.0,
+                            _lane_on_worker)
+        return run_lanes_on_cluster(config, job, list(zip(config.inputs, second_inputs)))
     written, failures = [], []
     for raw_path, second_path in zip(config.inputs, second_inputs):
         try:
@@ -116,6 +125,16 @@ def run_object_batch(config: RunConfig, options: ObjectOptions,
             failures.append(str(exc))
             log.error("%s", exc)
     return written, failures
+
+
+def _lane_on_worker(job, raw_path: str, second_path: str) -> list[str]:
+    """One lane of a Dask run (:mod:`.cluster`), on a worker, with that worker's backend."""
+    from ..pipeline.distributed import worker_backend  # noqa: PLC0415
+
+    backend = worker_backend(job.config.device)
+    pixel = PixelStage(job.config, job.project.pixel, backend) if job.project.pixel is not None else None
+    run = ObjectRun(job.config, job.project, backend, pixel, job.budget)
+    return _run_lane(run, job.options, job.source, raw_path, second_path)
 
 
 def check_plugins(project: ObjectProject) -> None:
@@ -225,17 +244,17 @@ def _training_rows(run: ObjectRun, raw_path: str, second_path: str, wanted: dict
 def _lane_inputs(run: ObjectRun, raw_path: str, second_path: str) -> Iterator[tuple[Lane, Lane]]:
     """The raw data and the second input of one lane, opened; for a Pixel + Object project the
     second input is the pixel stage's probabilities of the raw data, computed once here."""
+    if run.pixel is not None:
+        with lane_probabilities(run.pixel, raw_path) as (raw, second):
+            yield raw, second
+        return
     raw = _open(run.config, raw_path)
     try:
-        if run.pixel is not None:
-            with lane_probabilities(run.pixel, raw_path) as second:
-                yield raw, second
-        else:
-            second = _open(run.config, second_path)
-            try:
-                yield raw, second
-            finally:
-                second.source.close()
+        second = _open(run.config, second_path)
+        try:
+            yield raw, second
+        finally:
+            second.source.close()
     finally:
         raw.source.close()
 

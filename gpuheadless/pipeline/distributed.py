@@ -19,6 +19,7 @@ Zarr outputs are kept for ``--resume``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -205,10 +206,8 @@ def _probe_worker(device: str, dask_worker: Any = None) -> dict[str, Any]:
     fractions = [f for f in fractions if f]
     gpu_free = None
     if device != "cpu":
-        from ..backend import select_backend  # noqa: PLC0415
-
         try:
-            gpu_free = select_backend(device).device_free_bytes()
+            gpu_free = worker_backend(device).device_free_bytes()
         except UsageError as exc:  # --device gpu on a worker without one
             error = str(exc)
     state = getattr(dask_worker, "state", None)
@@ -443,9 +442,17 @@ def _models(client: Any, forest: Any, upstream: tuple) -> tuple[Any, tuple]:
         return client.__dict__.setdefault("_gpuheadless_models", {}).setdefault(id(forest), (forest, ()))
 
 
+@functools.lru_cache(maxsize=None)
+def worker_backend(device: str, threads: int = 1) -> Any:
+    """This worker process's backend for ``--device`` ``device``, chosen once per process: workers
+    keep their own device choice (a worker with a usable GPU uses it under ``auto``)."""
+    from ..backend import select_backend  # noqa: PLC0415
+
+    return select_backend(device, threads)
+
+
 def _worker_task(job: BlockJob, models: Any, block: Block) -> tuple[tuple[slice, ...], np.ndarray] | None:
     """Compute one block on a worker; write it (Zarr) or return where it goes and its data."""
-    from ..backend import select_backend  # noqa: PLC0415
     from ..io.stacks import open_input  # noqa: PLC0415
     from .export_plan import open_mask  # noqa: PLC0415
     from .lane import Lane  # noqa: PLC0415
@@ -459,10 +466,9 @@ def _worker_task(job: BlockJob, models: Any, block: Block) -> tuple[tuple[slice,
     key = (job.lane_path, job.mask_path, id(models), job.source, job.channels)
     task = cache.get(key)
     if task is None:
-        config = RunConfig(project="", inputs=[], cwd=job.cwd, stack_along=job.stack_along)
         lane = Lane(open_input(job.lane_path, job.cwd, job.stack_along), job.lane_axes)
-        mask = open_mask(config, job.mask_path) if job.mask_path else None
-        task = BlockTask(select_backend(job.device), lane, job.plan, forest, job.source, job.n_classes,
+        mask = open_mask(job.mask_path, job.cwd, job.stack_along) if job.mask_path else None
+        task = BlockTask(worker_backend(job.device), lane, job.plan, forest, job.source, job.n_classes,
                          slice(*job.channels), mask, 1, upstream=upstream)
         cache.clear()  # one lane at a time per worker thread keeps file handles bounded
         cache[key] = task

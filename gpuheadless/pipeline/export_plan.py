@@ -193,9 +193,9 @@ def open_lane(config: RunConfig, project: Project, path: str) -> Lane:
     return Lane(image, lane_axes(image, config.input_axes, project, config.ignore_training_axistags))
 
 
-def open_mask(config: RunConfig, path: str) -> Lane:
-    """A prediction mask as a lane, with the file's own axes."""
-    image = open_input(path, config.cwd, config.stack_along)
+def open_mask(path: str, cwd: str, stack_along: str) -> Lane:
+    """A prediction mask as a lane, with the file's own axes (``cwd`` and ``stack_along`` as the run's)."""
+    image = open_input(path, cwd, stack_along)
     return Lane(image, lane_axes(image, None, None, True))
 
 
@@ -244,7 +244,7 @@ def plan_lane(
                     f"this input gives {plans[k].n_features}"
                 )
         if mask_path:
-            mask = open_mask(config, mask_path)
+            mask = open_mask(mask_path, config.cwd, config.stack_along)
             try:
                 if mask.shape[:4] != lane.shape[:4]:
                     raise UserError(f"prediction mask '{mask_path}' has shape {mask.shape[:4]} (tzyx), the image {lane.shape[:4]}")

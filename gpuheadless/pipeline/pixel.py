@@ -203,7 +203,7 @@ def execute_plan(
         inputs.append(snapshot(lane_plan.mask_path, config.cwd))
     source_image = open_input(lane_plan.path, config.cwd, config.stack_along)
     lane = Lane(source_image, lane_plan.lane_axes)
-    mask = open_mask(config, lane_plan.mask_path) if lane_plan.mask_path else None
+    mask = open_mask(lane_plan.mask_path, config.cwd, config.stack_along) if lane_plan.mask_path else None
     try:
         region = lane_plan.region
         task = lane_block_task(backend, lane, lane_plan, project, forest, source, mask, probabilities)
