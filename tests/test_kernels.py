@@ -194,10 +194,10 @@ def test_objects_through_the_gpu_labeling_host_code_equal_ilastiks(data, tmp_pat
     import h5py
     from cli_helpers import run_cli
 
-    import gpuheadless.objects.workflow as workflow
+    import gpuheadless.resolve as resolve
 
     emulated = Backend("gpu", np, scipy.ndimage, {"device": "CPU emulation"}, kernels)
-    monkeypatch.setattr(workflow, "select_backend", lambda device, threads=1: emulated)
+    monkeypatch.setattr(resolve, "select_backend", lambda device, threads=1: emulated)
     code, err = run_cli(["--headless", f"--project={data}/projects/ObjectClassification5t3d2c_wPred.ilp",
                          f"--raw_data={data}/inputs/5t3d2c.h5/data",
                          f"--prediction_maps={data}/inputs/5t3d2c_Probabilities.h5/exported_data",
@@ -220,6 +220,7 @@ def test_objects_through_the_gpu_labeling_host_code_equal_ilastiks(data, tmp_pat
 def test_whole_pipeline_through_the_gpu_host_code_is_bit_identical(data, tmp_path, kernels):
     """compute_block with the GPU backend's kernel path (emulated) against the CPU backend."""
     from gpuheadless.config import ExportOptions, RunConfig
+    from gpuheadless import resolve
     from gpuheadless.pipeline import pixel
 
     emulated = Backend("gpu", np, scipy.ndimage, {"device": "CPU emulation"}, kernels)
@@ -228,12 +229,12 @@ def test_whole_pipeline_through_the_gpu_host_code_is_bit_identical(data, tmp_pat
         config = RunConfig(project=str(data / "projects/PixelClassification3d.ilp"), inputs=["inputs/3d.h5/data"],
                            export=ExportOptions(output_format="numpy", output_filename_format=str(tmp_path / f"{name}.npy")),
                            threads=1, ram_budget_mb=600, cwd=str(data), progress=False)
-        original = pixel.select_backend
-        pixel.select_backend = lambda device, threads=1, b=backend: b
+        original = resolve.select_backend
+        resolve.select_backend = lambda device, threads=1, b=backend: b
         try:
             results, failures = pixel.run_batch(config)
         finally:
-            pixel.select_backend = original
+            resolve.select_backend = original
         assert not failures
         outputs[name] = np.load(results[0].output)
     np.testing.assert_array_equal(outputs["emulated"], outputs["cpu"])
