@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from gpuheadless.forest.model import float32_strict_upper_bound_for_le, from_treelite, to_treelite
-from gpuheadless.forest.predict import predict_cpu, predict_reference
+from forest_reference import predict_reference
+from gpuheadless.forest.predict import predict_cpu
 from gpuheadless.forest.train import train_forest, vigra_mtry
 
 

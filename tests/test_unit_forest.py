@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gpuheadless.backend import cpu_backend
-from gpuheadless.forest.predict import predict_cpu, predict_proba, predict_reference
+from forest_reference import predict_reference
+from gpuheadless.forest.predict import predict_cpu, predict_proba
 from gpuheadless.forest.train import train_forest, vigra_mtry
 from gpuheadless.project.vigra_forest import read_vigra_forests
 from gpuheadless.project.vigra_writer import write_vigra_forest

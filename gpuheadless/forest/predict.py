@@ -1,4 +1,4 @@
-"""Forest prediction: the compiled CPU path, a NumPy reference, and backend dispatch."""
+"""Forest prediction: the compiled CPU path and backend dispatch (the NumPy oracle is in ``tests/``)."""
 from __future__ import annotations
 
 import mmap
@@ -10,55 +10,13 @@ import numpy as np
 from ..buffers import strided_float32_span
 from .model import Forest
 
-try:  # the compiled extensions are built by ``pip install``; the NumPy path is the fallback
+try:  # the compiled extensions are built by ``pip install``
     from . import _cforest, _csmalltrees
-except ImportError:  # pragma: no cover - exercised only on broken installs
+except ImportError:  # pragma: no cover - a broken install: predict_cpu says so
     _cforest = _csmalltrees = None
 from .small_trees import small_tree_tables
 
 _ROWS_PER_TASK = 16384
-
-
-def predict_reference(forest: Forest, x: np.ndarray) -> np.ndarray:
-    """Vigra-exact probabilities with plain NumPy (slow; the test oracle).
-
-    Parameters
-    ----------
-    forest : Forest
-    x : (n_rows, n_features) float32
-
-    Returns
-    -------
-    (n_rows, n_classes) float32
-    """
-    x = np.asarray(x, dtype=np.float32)
-    n_rows = x.shape[0]
-    combined = np.zeros((n_rows, forest.n_classes), dtype=np.float32)
-    rows = np.arange(n_rows)
-    tree = 0
-    for count in forest.forest_tree_counts:
-        acc = np.zeros((n_rows, forest.n_classes), dtype=np.float32)
-        total = np.zeros(n_rows, dtype=np.float64)
-        for _ in range(int(count)):
-            node = np.full(n_rows, forest.roots[tree], dtype=np.int64)
-            tree += 1
-            active = forest.feature[node] >= 0
-            while active.any():
-                n = node[active]
-                go_left = x[rows[active], forest.feature[n]].astype(np.float64) < forest.threshold[n]
-                node[active] = np.where(go_left, forest.left[n], forest.right[n])
-                active = forest.feature[node] >= 0
-            leaf = forest.values[node]
-            for c in range(forest.n_classes):  # class by class, tree by tree, as vigra
-                acc[:, c] += leaf[:, c].astype(np.float32)
-                total += leaf[:, c]
-        ftotal = total.astype(np.float32)
-        safe = np.where(ftotal != 0, ftotal, np.float32(1))
-        p = np.where(ftotal[:, None] != 0, acc / safe[:, None], np.float32(0))
-        combined += p * np.float32(count)
-    out = combined / np.float32(forest.n_trees)
-    out[np.isnan(x).any(axis=1)] = 0
-    return out.astype(np.float32)
 
 
 def predict_cpu(forest: Forest, x: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -79,7 +37,8 @@ def predict_cpu(forest: Forest, x: np.ndarray, threads: int = 1) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] < forest.n_features:
         raise ValueError(f"expected (rows, >= {forest.n_features}) features, got {x.shape}")
     if _cforest is None:
-        return predict_reference(forest, x)
+        raise ImportError("gpuheadless.forest._cforest is not built: reinstall gpuheadless (pip install .), which "
+                          "compiles it")
     n_rows = x.shape[0]
     out = np.empty((n_rows, forest.n_classes), dtype=np.float32)
     if n_rows == 0:
