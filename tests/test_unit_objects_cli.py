@@ -327,3 +327,30 @@ def test_pixel_and_object_project_equals_its_two_stages(tmp_path, capsys):
     np.testing.assert_array_equal(read_h5(tmp_path / "both_Object Probabilities.h5"), two_stage["Object Probabilities"])
     assert [int(predictions[c][0]) for c in ((10, 10), (12, 40), (34, 20), (36, 50))] == [1, 2, 2, 1]
     assert len(rows) == 4 and (tmp_path / "both_table.csv").read_text() == (tmp_path / "stages_table.csv").read_text()
+
+
+def _replace(f, key, value):
+    del f[key]
+    f[key] = value
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda f: _replace(f, "ThresholdTwoLevels/SmootherSigma/x", 5000.0), "not a smoothing sigma"),
+    (lambda f: _replace(f, "ThresholdTwoLevels/Channel", -1), "thresholds channel -1"),
+    (lambda f: f.__setitem__("ObjectClassification/LabelInputs/lane0000/t0", np.array([0.5, 1.0])), "not one class"),
+    (lambda f: _replace(f, "ObjectClassification/ClassifierForests/Forest0000/Tree_0",
+                        np.zeros(3, np.float32)), "is damaged"),
+    (lambda f: _replace(f, "workflowName", b"Something Else"), "no FeatureSelections or PixelClassification"),
+], ids=["sigma", "channel", "labels", "forest", "workflow"])
+def test_damaged_object_projects_are_one_line_errors_naming_the_file(damage, words, tmp_path, capsys):
+    """A generated project with one item damaged is refused when opened (exit 1), in one line
+    naming the file and the item; the undamaged project opens."""
+    project = tmp_path / "p.ilp"
+    write_tiny_project(project, "prediction")
+    code, err = run_cli([f"--project={project}"], tmp_path, capsys)
+    assert code == 0 and "error" not in err, err
+    with h5py.File(project, "a") as f:
+        damage(f)
+    code, err = run_cli([f"--project={project}"], tmp_path, capsys)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 1 and len(errors) == 1 and "p.ilp" in errors[0] and words in errors[0], err
