@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -23,19 +24,20 @@ import h5py
 
 import numpy as np
 
-from ..config import ObjectOptions, RunConfig
+from ..config import ExportOptions, ObjectOptions, RunConfig
 from ..errors import NotImplementedYet, UsageError, UserError, writing_output
 from ..backend import Backend
 from ..export import PIXEL_STAGE_SOURCES, ExportTransform, make_transform, output_axes
 from ..io import formats, staging
 from ..io.guarded_file import hdf5_output
-from ..io.naming import format_known, replace_extension
+from ..io.naming import format_known
 from ..io.stacks import open_input
 from ..io.writers import EXPORT_HINTS, axistags_json, open_writer
 from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
 from ..pipeline.input_guard import check_unchanged, snapshot
-from ..pipeline.export_plan import OutputTarget, check_output_collisions, cutout_bounds, dataset_dir, output_target
+from ..pipeline.export_plan import (OutputTarget, check_output_collisions, cutout_bounds, dataset_dir, given_or_stored,
+                                    export_resolutions, output_location, output_target)
 from ..pipeline.lane import Lane, lane_axes, warn_if_nonfinite
 from .batches import PLUGINS, object_features
 from .classifier import feature_matrix, object_probabilities, predicted_classes
@@ -170,14 +172,15 @@ def _lane_targets(config: RunConfig, options: ObjectOptions, project: ObjectProj
     """The images and the table one lane writes; an HDF5 table replaces its whole file."""
     display = raw.source.display
     sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
-    output_format = config.export.output_format or project.export.get("output_format") or "compressed hdf5"
-    internal = config.export.output_internal_path or project.export.get("output_internal_path") or "exported_data"
+    opts = given_or_stored(config.export, project.export)
+    output_format = opts.output_format or "compressed hdf5"
     targets = []
     for name in sources:
         if name in PIXEL_STAGE_SOURCES:
-            path = _image_path(config, project, name, raw, output_format, 1)
+            start, stop = _bounds(opts, raw, 1)
+            path, internal = output_location(config, project, raw, name, output_format, raw.internal_axes, start, stop)
         else:
-            plan = _plan_image(config, project, name, raw, [])
+            plan = _plan_image(config, project, name, raw, [], None)
             path, internal = plan.path, plan.internal
         targets.append(output_target(f"the {name} of input '{display}'", output_format, path, internal))
     table = _table_path(config, options, project, raw)
@@ -281,7 +284,7 @@ def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str
         with _scratch(raw.shape[:4], budget) as scratch:
             results = lane_results(project, raw, second, budget, scratch, run.backend)
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
-            plans = [None if s in PIXEL_STAGE_SOURCES else _plan_image(config, project, s, raw, results, second.source.dtype)
+            plans = [None if s in PIXEL_STAGE_SOURCES else _plan_image(config, project, s, raw, results, second)
                      for s in sources]
             for before in inputs:  # every object is computed: the inputs are not read again
                 check_unchanged(before)
@@ -415,16 +418,18 @@ class _ImagePlan:
     out_shape: tuple[int, ...]
     transform: ExportTransform
     attrs: dict
+    resolutions: dict[str, float]
 
 
 def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane, results,
-                second_dtype: np.dtype | None = None) -> _ImagePlan:
-    """Decide file, region, axes and type of an object image, and refuse what cannot be written.
+                second: Lane | None) -> _ImagePlan:
+    """Decide file, region, axes, type and metadata of an object image, and refuse what cannot be written.
 
-    ``second_dtype`` is the type of the second input (segmentation, label image, prediction maps).
+    ``second`` is the lane's second input (segmentation, label image, prediction maps), None
+    while only the outputs' names are planned.
     """
-    opts = config.export
-    output_format = opts.output_format or project.export.get("output_format") or "compressed hdf5"
+    opts = given_or_stored(config.export, project.export)
+    output_format = opts.output_format or "compressed hdf5"
     formats.check_supported(output_format)
     channels = project.n_classes if source.endswith("Probabilities") else 1
     source_dtype = np.dtype(np.uint32 if source == "Object Identities" else np.uint8 if source.endswith("Predictions")
@@ -437,41 +442,47 @@ def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lan
         if most > np.iinfo(dtype).max:
             raise UserError(f"'{raw.source.display}': {most} objects do not fit Object Identities of type {dtype} "
                             f"(at most {np.iinfo(dtype).max}); choose a wider --export_dtype")
-    start, stop = _bounds(config, raw, channels)
+    start, stop = _bounds(opts, raw, channels)
     region = {a: (start[a], stop[a]) for a in "tzyxc"}
     sizes = {a: stop[a] - start[a] for a in "tzyxc"}
     out_axes = output_axes(opts.output_axis_order, raw.axes, sizes)
     out_shape = tuple(sizes.get(a, 1) for a in out_axes)
     formats.check_export_fits(output_format, out_axes, out_shape)
-    path = _image_path(config, project, source, raw, output_format, channels)
-    internal = opts.output_internal_path or project.export.get("output_internal_path") or "exported_data"
+    path, internal = output_location(config, project, raw, source, output_format, raw.internal_axes, start, stop)
     # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
     # (in the export's type) on the blockwise images and wherever the object ids inherit the
     # 0..255 that ilastik gives every uint8 input (a uint8 binary segmentation)
-    attrs = {"axistags": axistags_json(out_axes), "display_mode": "default",
+    resolutions, units = _pixel_sizes(raw, second, out_axes)
+    attrs = {"axistags": axistags_json(out_axes, resolutions), "display_mode": "default",
              EXPORT_HINTS: _export_hints(raw, start)}
+    if units:
+        attrs["axis_units"] = json.dumps(units)
     if transform.drange is not None:
         attrs["drange"] = np.array(transform.drange, dtype=dtype)
-    elif source.startswith("Blockwise") or (project.variant == "binary" and second_dtype == np.uint8):
+    elif source.startswith("Blockwise") or (project.variant == "binary" and second is not None
+                                            and second.source.dtype == np.uint8):
         attrs["drange"] = np.array((0, 255), dtype=dtype)
-    return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs)
+    return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs, resolutions)
 
 
-def _bounds(config: RunConfig, raw: Lane, channels: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Start and stop per ``tzyxc`` axis of the exported region (``--cutout_subregion``)."""
+def _pixel_sizes(raw: Lane, second: Lane | None, out_axes: str) -> tuple[dict[str, float], dict[str, str]]:
+    """The pixel sizes and their units an object image records, as ilastik 1.4.2 writes them
+    (checked live): the second input's (prediction maps, segmentation, label image) where it has
+    them, else the raw data's, kept only for axes longer than one pixel as in Pixel Classification."""
+    sizes = export_resolutions(raw, out_axes)
+    units = raw.source.axis_units if raw.axes == raw.source.axes else {}
+    if second is not None:
+        theirs = export_resolutions(second, out_axes)
+        sizes = {a: theirs.get(a) or sizes.get(a, 0) for a in out_axes}
+        if second.source.axis_units and second.axes == second.source.axes:
+            units = second.source.axis_units
+    return sizes, {a: u for a, u in units.items() if a in out_axes}
+
+
+def _bounds(opts: ExportOptions, raw: Lane, channels: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Start and stop per ``tzyxc`` axis of the exported region (``--cutout_subregion``, else the project's)."""
     extent = dict(zip("tzyxc", raw.shape[:4] + (channels,)))
-    return cutout_bounds(config.export.cutout_subregion, raw.internal_axes, extent)
-
-
-def _image_path(config: RunConfig, project: ObjectProject, source: str, raw: Lane, output_format: str,
-                channels: int) -> str:
-    """The file an image of ``source`` goes to, placeholders filled in."""
-    start, stop = _bounds(config, raw, channels)
-    values = {"dataset_dir": dataset_dir(raw.source, project.path), "nickname": raw.source.nickname.replace("*", ""),
-              "result_type": source}
-    values.update({f"{a}_start": start[a] for a in "tzyxc"})
-    values.update({f"{a}_stop": stop[a] for a in "tzyxc"})
-    return replace_extension(format_known(_filename_pattern(config, project), values), formats.extension(output_format))
+    return cutout_bounds(opts.cutout_subregion, raw.internal_axes, extent)
 
 
 def _export_hints(raw: Lane, start: dict[str, int]) -> dict:
@@ -487,19 +498,25 @@ def _export_hints(raw: Lane, start: dict[str, int]) -> dict:
 
 
 def _write_image(plan: _ImagePlan, project: ObjectProject, raw: Lane, results, budget: float) -> str:
-    """Write an object image slab by slab (the ids are read per slab, never whole)."""
-    with writing_output(plan.path):
-        writer = open_writer(plan.output_format, plan.path, plan.internal, plan.out_shape, plan.transform.dtype,
-                             plan.out_axes, plan.attrs)
+    """Write an object image slab by slab (the ids are read per slab, never whole); a chunked
+    format is chunked by those slabs, as Pixel Classification's outputs are by their blocks."""
     region = plan.region
     c0, c1 = region["c"]
     bytes_per_voxel = 16.0 + 8.0 * (c1 - c0)
+    shape_zyx = raw.shape[1:4]
+    thickness = slab_thickness(shape_zyx, bytes_per_voxel, budget)
+    slab = "zyx"[slab_axis(shape_zyx)]
+    extent = {a: b - a0 for a, (a0, b) in region.items()}
+    chunks = tuple(1 if a == "t" else min(thickness, extent[a]) if a == slab else extent[a] for a in plan.out_axes)
+    with writing_output(plan.path):
+        writer = open_writer(plan.output_format, plan.path, plan.internal, plan.out_shape, plan.transform.dtype,
+                             plan.out_axes, plan.attrs, chunks=chunks, resolutions=plan.resolutions)
     try:
         with writing_output(plan.path):
             for t in range(*region["t"]):
                 ids, probabilities, _ = results[t]
-                for slab in iter_slabs(ids.shape, slab_thickness(ids.shape, bytes_per_voxel, budget)):
-                    box = [(max(s.start, region[a][0]), min(s.stop, region[a][1])) for s, a in zip(slab, "zyx")]
+                for part in iter_slabs(ids.shape, thickness):
+                    box = [(max(s.start, region[a][0]), min(s.stop, region[a][1])) for s, a in zip(part, "zyx")]
                     if any(a >= b for a, b in box):
                         continue
                     block = Block(t, tuple(a for a, _ in box), tuple(b for _, b in box))

@@ -7,6 +7,7 @@ computed or written.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import RunConfig
+from ..config import ExportOptions, RunConfig
 from ..errors import UsageError, UserError
 from ..export import ALL_STAGES, ExportTransform, make_transform, output_axes, parse_cutout, source_channels, split_source
 from ..features.plan import FeaturePlan, check_image_size, make_plan
@@ -256,8 +257,7 @@ def plan_lane(
 
 
 def _plan_export(config, project, source, output_format, lane: Lane, plans: list[FeaturePlan], path, mask_path) -> LanePlan:
-    stored = project.export
-    opts = config.export
+    opts = given_or_stored(config.export, project.export)
     plan = plans[-1]
     kind = split_source(source)[0]
     stages = project.stages[:len(plans)]
@@ -265,20 +265,20 @@ def _plan_export(config, project, source, output_format, lane: Lane, plans: list
     n_channels = source_channels(source, classes, plan.n_features, lane.n_channels)
     internal = lane.internal_axes
     extent = dict(zip("tzyxc", lane.shape[:4] + (n_channels,)))
-    start, stop = cutout_bounds(opts.cutout_subregion or stored.get("cutout_subregion"), internal, extent)
+    start, stop = cutout_bounds(opts.cutout_subregion, internal, extent)
     transform = make_transform(
         source,
-        opts.export_dtype or stored.get("export_dtype"),
-        opts.pipeline_result_drange or stored.get("pipeline_result_drange"),
-        opts.export_drange or stored.get("export_drange"),
+        opts.export_dtype,
+        opts.pipeline_result_drange,
+        opts.export_drange,
         lane.source.dtype if kind == "Input" else None,
     )
     region = {a: (start[a], stop[a]) for a in "tzyxc"}
     sizes = {a: region[a][1] - region[a][0] for a in "tzyxc"}
-    out_axes = output_axes(opts.output_axis_order or stored.get("output_axis_order"), lane.axes, sizes)
+    out_axes = output_axes(opts.output_axis_order, lane.axes, sizes)
     out_shape = tuple(sizes.get(a, 1) for a in out_axes)
     formats.check_export_fits(output_format, out_axes, out_shape)
-    final_path, internal_path = _output_location(config, project, lane, source, output_format, internal, start, stop)
+    final_path, internal_path = output_location(config, project, lane, source, output_format, internal, start, stop)
     step = formats.step_axis(out_axes, out_shape)
     slice_offset = region[out_axes[step]][0] if step is not None and out_axes[step] in region else 0
     return LanePlan(
@@ -318,7 +318,16 @@ def cutout_bounds(cutout, internal: str, extent: dict[str, int]) -> tuple[dict[s
     return start, stop
 
 
-def _output_location(config, project, lane: Lane, source, output_format, internal, start, stop) -> tuple[str, str]:
+def given_or_stored(given: ExportOptions, stored: dict[str, Any]) -> ExportOptions:
+    """The export options of a run: each one given on the command line, else the project's stored one."""
+    return dataclasses.replace(given, **{f.name: getattr(given, f.name) or stored.get(f.name)
+                                         for f in dataclasses.fields(given) if f.name != "source"})
+
+
+def output_location(config, project, lane: Lane, source, output_format, internal, start, stop) -> tuple[str, str]:
+    """The file and the internal path an export of ``source`` of ``lane`` goes to, every workflow's:
+    ``--output_filename_format`` (relative to the working directory), else the project's (relative
+    to its folder), else ilastik's default; placeholders filled in, the format's extension set."""
     from_cli = config.export.output_filename_format is not None
     pattern = _filename_pattern(config, project)
     base_dir = config.cwd if from_cli or "output_filename_format" not in project.export else str(project.path.parent)

@@ -228,7 +228,7 @@ def read_pixel_project(f: h5py.File, path: Path) -> Project:
         log.warning("%s: workflow '%s' is not one ilastik knows; running it as Pixel Classification, as ilastik does",
                     path, workflow)
     lanes = _read_lanes(f, path.parent)
-    export = _read_export(f)
+    export = read_export(f)
     stages = [_read_stage(f, path, version, workflow, lanes, export, index) for index in range(n_stages or 1)]
     stages[0].later_stages = stages[1:]
     return stages[0]
@@ -468,10 +468,13 @@ _EXPORT_KEYS = {
 }
 
 
-def _read_export(f: h5py.File) -> dict[str, Any]:
-    if "Prediction Export" not in f:
+def read_export(f: h5py.File, group: str = "Prediction Export") -> dict[str, Any]:
+    """The export settings stored in ``group`` (ilastik's DataExportSerializer, the same for every
+    workflow: ``Prediction Export``, or ``Object Information Export`` of Object Classification),
+    as :class:`~gpuheadless.config.ExportOptions` field names; settings left unset are absent."""
+    if group not in f:
         return {}
-    g = f["Prediction Export"]
+    g = f[group]
     out: dict[str, Any] = {}
     for key, name in _EXPORT_KEYS.items():
         if key in g:

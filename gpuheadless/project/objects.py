@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import UserError
 from ..forest.model import Forest
 from ..objects.threshold import ThresholdSettings
-from .ilp import Project, read_ilp, read_item, read_pixel_project, read_text
+from .ilp import Project, read_export, read_ilp, read_item, read_pixel_project, read_text
 from .safe_pickle import safe_loads
 from .vigra_forest import VigraForestError, read_vigra_forests
 
@@ -166,13 +166,7 @@ def read_object_project_file(f: h5py.File, path: Path) -> ObjectProject:
             stored = (None, None)
         if isinstance(stored, tuple) and len(stored) == 2 and isinstance(stored[0], dict):
             table_settings, table_features = stored[0], list(stored[1] or [])
-    export = {}
-    if "Object Information Export" in f:
-        g = f["Object Information Export"]
-        for key, name in (("OutputFilenameFormat", "output_filename_format"), ("OutputFormat", "output_format"),
-                          ("OutputInternalPath", "output_internal_path")):
-            if key in g:
-                export[name] = read_text(g[key])
+    export = read_export(f, "Object Information Export")
     axes = None
     raw = "Input Data/infos/lane0000/Raw Data/axistags"
     if raw in f:
