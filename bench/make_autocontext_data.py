@@ -39,7 +39,7 @@ from live.ilastik_runner import (AUTOCONTEXT_STAGES_PRELUDE, ilastik_command,  #
                                  run_ilastik_headless_with_stages, run_ilastik_python)
 from live.synthetic import class_image, scribbles, truth_map  # noqa: E402
 
-from gpuheadless.io.writers import axistags_json  # noqa: E402
+from gpuheadless.io.ilastik_layout import axistags_json  # noqa: E402
 
 IDS = ["GaussianSmoothing", "LaplacianOfGaussian", "StructureTensorEigenvalues", "HessianOfGaussianEigenvalues",
        "GaussianGradientMagnitude", "DifferenceOfGaussians"]

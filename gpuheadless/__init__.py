@@ -4,10 +4,9 @@ The command line mirrors ``run_ilastik.sh --headless``; the Python API mirrors t
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import predict, train  # noqa: E402
-from .errors import UsageError, UserError  # noqa: E402
+from ._version import __version__
+from .api import predict, train
+from .errors import UsageError, UserError
 
 _API = ("AutocontextPipeline", "ObjectClassificationPipeline", "PixelClassificationPipeline", "from_project_file")
 __all__ = [*_API, "UserError", "UsageError", "__version__", "predict", "train"]

@@ -143,7 +143,7 @@ class Backend:
             return smooth(prediction, sigmas, axes, self.threads)
         from .gpu.object_ops import smooth_on_device  # noqa: PLC0415
 
-        return smooth_on_device(self.kernels, self.xp, prediction, sigmas, axes)
+        return smooth_on_device(self, prediction, sigmas, axes)
 
     def label(self, values: Any) -> tuple[np.ndarray, int]:
         """Connected regions of equal non-zero value of a (Z, Y, X) slab, 4/6-connected.
@@ -159,7 +159,7 @@ class Backend:
             return label_equal_values(self.to_host(values))
         from .gpu.object_ops import label_on_device  # noqa: PLC0415
 
-        return label_on_device(self.kernels, self.xp, values)
+        return label_on_device(self, values)
 
     def object_sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
         """``(n + 1, k)`` float64: per object (``index`` in 0..n per pixel) the sum of each column
@@ -186,7 +186,7 @@ class Backend:
         if not hasattr(local, "sums"):
             from .gpu.object_ops import DeviceObjectSums  # noqa: PLC0415
 
-            local.sums = DeviceObjectSums(self.kernels, self.xp)
+            local.sums = DeviceObjectSums(self)
         return local.sums
 
 

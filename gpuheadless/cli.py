@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Sequence
 
-from . import __version__
+from ._version import __version__
 from .config import ExportOptions, ObjectOptions, RunConfig, ram_budget_from_env, threads_from_env
 from .errors import NotImplementedYet, OneLineParser, UsageError, UserError
 from .export import EXPORT_DTYPES, parse_cutout, parse_pair

@@ -58,7 +58,8 @@ def scribbles(truth: np.ndarray, seed: int, per_class: int = 150) -> np.ndarray:
 
 def main(argv: list[str]) -> int:
     """Build the example in ``--output`` (default ``./gpuheadless-demo``) and run it."""
-    from .cli import main as cli_main  # noqa: PLC0415
+    from .config import ExportOptions, RunConfig, ram_budget_from_env, threads_from_env  # noqa: PLC0415
+    from .run import run_workflow  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="gpuheadless demo", description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="gpuheadless-demo", help="folder for the example files")
@@ -79,10 +80,14 @@ def main(argv: list[str]) -> int:
     print(f"demo: trained {project} on {int((labels > 0).sum())} scribbled pixels; applying it to {out}/cells.h5",
           flush=True)
     started = time.perf_counter()
-    code = cli_main(["--headless", f"--project={project}", "--export_source=Simple Segmentation",
-                     f"--output_filename_format={out}/{{nickname}}_{{result_type}}.h5", f"{out}/cells.h5/data"])
-    if code:
-        return code
+    # what `gpuheadless --headless --project=demo.ilp --export_source="Simple Segmentation" cells.h5/data` runs
+    config = RunConfig(project=project, inputs=[f"{out}/cells.h5/data"], threads=threads_from_env(),
+                       ram_budget_mb=ram_budget_from_env(), progress=False,
+                       export=ExportOptions(source="Simple Segmentation",
+                                            output_filename_format=f"{out}/{{nickname}}_{{result_type}}.h5"))
+    _written, failures = run_workflow(config)
+    if failures:
+        return 1
     elapsed = time.perf_counter() - started
     with h5py.File(os.path.join(out, "cells-data_Simple Segmentation.h5"), "r") as f:
         segmentation = f["exported_data"][..., 0]

@@ -121,7 +121,7 @@ def test_several_inputs_in_one_call(data, tmp_path, capsys):
 
 def _ome_zarr(tmp_path, image, name="img.zarr"):
     from gpuheadless.io.ome_zarr_ilastik import IlastikOmeZarrWriter
-    from gpuheadless.io.writers import axistags_json
+    from gpuheadless.io.ilastik_layout import axistags_json
 
     path = str(tmp_path / name)
     writer = IlastikOmeZarrWriter(path, image.shape, image.dtype, "yx", {"axistags": axistags_json("yx")}, multiscale=True)

@@ -321,7 +321,7 @@ def test_multi_scale_levels_chunks_and_downscaling(tmp_path):
     from scipy import ndimage
 
     from gpuheadless.io.ome_zarr_ilastik import IlastikOmeZarrWriter, chunk_shape, level_shapes
-    from gpuheadless.io.writers import axistags_json
+    from gpuheadless.io.ilastik_layout import axistags_json
 
     assert chunk_shape((1, 2, 1, 1024, 1344), np.float32) == (1, 1, 1, 506, 505)
     assert level_shapes((1, 2, 1, 1024, 1344), np.float32) == [(1, 2, 1, 1024, 1344), (1, 2, 1, 512, 672), (1, 2, 1, 256, 336)]
@@ -487,7 +487,7 @@ def test_single_scale_export_of_an_input_level_is_named_after_it(tmp_path):
     import zarr
 
     from gpuheadless.io.ome_zarr_ilastik import IlastikOmeZarrWriter
-    from gpuheadless.io.writers import axistags_json
+    from gpuheadless.io.ilastik_layout import axistags_json
 
     image = np.zeros((3, 5, 6), np.float32)
     attrs = {"axistags": axistags_json("tyx", {"t": 4.0, "y": 2.0, "x": 0.5})}

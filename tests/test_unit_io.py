@@ -19,7 +19,8 @@ from gpuheadless.io.paths import nickname, split_dataset_path
 from gpuheadless.io.readers import open_image
 from gpuheadless.io.source import default_axes
 from gpuheadless.io.stacks import open_input
-from gpuheadless.io.writers import axistags_json, determine_block_shape, ilastik_chunks, open_writer
+from gpuheadless.io.ilastik_layout import axistags_json, determine_block_shape
+from gpuheadless.io.writers import ilastik_chunks, open_writer
 
 RES = {"z": 2.0, "y": 0.5, "x": 0.25}
 

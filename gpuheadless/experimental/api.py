@@ -21,8 +21,6 @@ import os
 import warnings
 from typing import Any, Callable
 
-import numpy as np
-
 from ..backend import select_backend
 from ..config import RunConfig, ram_budget_from_env, threads_from_env
 from ..errors import UserError

@@ -1,13 +1,14 @@
 """Object Classification's device operations through the CUDA kernels: smoothing, labelling and
 per-object sums, bit-identical to the CPU's (:mod:`gpuheadless.objects`).
 
-:class:`~gpuheadless.backend.Backend` calls these when it has kernels; the object stage itself
-only ever talks to the backend. ``kernels`` is a :class:`~gpuheadless.gpu.kernels.KernelSet`
-over ``xp`` (CuPy, or NumPy in the tests' emulation).
+:class:`~gpuheadless.backend.Backend` calls these with itself when it has kernels; the object
+stage only ever talks to the backend. ``backend.kernels`` is a
+:class:`~gpuheadless.gpu.kernels.KernelSet` over ``backend.xp`` (CuPy, or NumPy in the tests'
+emulation).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,13 +16,11 @@ from ..objects.features import moment_sums
 from ..objects.labeling import label_equal_values
 from ..objects.threshold import gaussian_taps
 
-
-def on_host(array: Any) -> np.ndarray:
-    """A NumPy array of ``array`` (a CuPy array is copied from the device)."""
-    return array.get() if hasattr(array, "get") else np.asarray(array)
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 
-def smooth_on_device(kernels: Any, xp: Any, prediction: Any, sigmas: tuple[float, float, float],
+def smooth_on_device(backend: Backend, prediction: Any, sigmas: tuple[float, float, float],
                      axes: tuple[int, ...] | None = None) -> Any:
     """:func:`~gpuheadless.objects.threshold.smooth` through the CUDA smoothing kernel.
 
@@ -29,26 +28,27 @@ def smooth_on_device(kernels: Any, xp: Any, prediction: Any, sigmas: tuple[float
     """
     if axes is None:
         axes = tuple(a for a in range(3) if prediction.shape[a] > 1)
-    out = xp.asarray(prediction, dtype=xp.float32)
+    out = backend.xp.asarray(prediction, dtype=backend.xp.float32)
     if any(sigmas[a] < 0.1 for a in axes):
         return out
     for a in sorted(axes, reverse=True):
-        out = kernels.smooth_pass(out, gaussian_taps(sigmas[a]), a)
+        out = backend.kernels.smooth_pass(out, gaussian_taps(sigmas[a]), a)
     return out
 
 
-def label_on_device(kernels: Any, xp: Any, values: Any) -> tuple[np.ndarray, int]:
+def label_on_device(backend: Backend, values: Any) -> tuple[np.ndarray, int]:
     """:func:`~gpuheadless.objects.labeling.label_equal_values` through the union-find kernels.
 
     Integer values only; others are labelled on the CPU. Returns host int64 labels and the count.
     """
     if values.dtype.kind not in "biu":
-        return label_equal_values(on_host(values))
-    roots = kernels.label_roots(xp.asarray(values))
+        return label_equal_values(backend.to_host(values))
+    xp = backend.xp
+    roots = backend.kernels.label_roots(xp.asarray(values))
     found, labels = xp.unique(roots.reshape(-1), return_inverse=True)  # -1 (background) sorts first
     background = bool(found.size) and int(found[0]) < 0
     labels = labels.reshape(values.shape).astype(xp.int64) + (0 if background else 1)
-    return on_host(labels), int(found.size) - int(background)
+    return backend.to_host(labels), int(found.size) - int(background)
 
 
 class DeviceObjectSums:
@@ -60,9 +60,10 @@ class DeviceObjectSums:
     device, because the standard features ask twice per array (sums, then centred sums).
     """
 
-    def __init__(self, kernels: Any, xp: Any) -> None:
-        self._kernels = kernels
-        self._xp = xp
+    def __init__(self, backend: Backend) -> None:
+        self._kernels = backend.kernels
+        self._xp = backend.xp
+        self._host = backend.to_host
         self._runs_of: tuple = (None, None)
         self._uploaded: list[tuple] = []  # (host array, device copy): the intensities and the coordinates
 
@@ -85,16 +86,16 @@ class DeviceObjectSums:
     def sums(self, columns: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
         """``(n + 1, k)``: per object the sum of each column of ``columns`` (pixels, k) float64."""
         order, starts = self._runs(index, n)
-        return on_host(self._kernels.object_sums(self._upload(columns), order, starts))
+        return self._host(self._kernels.object_sums(self._upload(columns), order, starts))
 
     def centred_sums(self, columns: np.ndarray, index: np.ndarray, n: int, centre: np.ndarray, powers: bool,
                      pairs: list[tuple[int, int]]) -> tuple[dict[int, np.ndarray], np.ndarray]:
         """As :func:`~gpuheadless.objects.features.centred_sums`."""
         order, starts = self._runs(index, n)
         squares, products = self._kernels.object_moment_sums(self._upload(columns), order, starts, powers, list(pairs))
-        products = on_host(products)
+        products = self._host(products)
         if not powers:
             return {}, products
         # The C library's pow cannot run on the device: its sums are made here, in the same order.
         _, cubes, fourths, _ = moment_sums(columns, index, n, centre, True, [])
-        return {2: on_host(squares), 3: cubes, 4: fourths}, products
+        return {2: self._host(squares), 3: cubes, 4: fourths}, products

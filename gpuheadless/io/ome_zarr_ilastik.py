@@ -21,10 +21,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import UserError
 from . import staging
-from .writers import axistags_json, determine_block_shape
+from .ilastik_layout import axistags_json, determine_block_shape
 
 OME_AXES = "tczyx"
 _SPATIAL = "zyx"

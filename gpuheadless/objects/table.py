@@ -9,7 +9,7 @@ import numpy as np
 from ..pipeline.lane import Lane
 from ..io import staging
 from ..io.guarded_file import hdf5_output
-from ..io.writers import axistags_json
+from ..io.ilastik_layout import axistags_json
 from .classifier import predicted_classes
 from .features import NEIGHBOURHOOD_SUFFIX
 from ..project.objects import ObjectProject

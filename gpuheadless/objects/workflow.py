@@ -32,7 +32,8 @@ from ..io import formats, staging
 from ..io.guarded_file import hdf5_output
 from ..io.naming import format_known
 from ..io.stacks import open_input
-from ..io.writers import EXPORT_HINTS, axistags_json, open_writer
+from ..io.ilastik_layout import axistags_json
+from ..io.writers import EXPORT_HINTS, open_writer
 from ..pipeline.block_runner import block_budget_bytes, place
 from ..pipeline.blocks import Block
 from ..pipeline.input_guard import check_unchanged, snapshot

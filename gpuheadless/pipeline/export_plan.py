@@ -25,7 +25,8 @@ from ..io import formats
 from ..io.naming import describe_placeholders, format_known, placeholder_names, replace_extension, roi_values
 from ..io.readers import ImageSource
 from ..io.stacks import expand_members, open_input
-from ..io.writers import EXPORT_HINTS, axistags_json
+from ..io.ilastik_layout import axistags_json
+from ..io.writers import EXPORT_HINTS
 from ..project.ilp import Project
 from .lane import Lane, check_against_training, lane_axes
 

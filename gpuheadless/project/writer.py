@@ -18,7 +18,7 @@ import numpy as np
 from ..features.plan import FeatureSelection
 from ..forest.model import Forest
 from ..io.guarded_file import hdf5_output
-from ..io.writers import axistags_json, determine_block_shape
+from ..io.ilastik_layout import axistags_json, determine_block_shape
 from .vigra_writer import write_vigra_forest
 
 WRITTEN_VERSION = "1.4.2"  # the ilastik release whose layout this follows

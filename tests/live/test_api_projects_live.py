@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from gpuheadless.io.writers import axistags_json
+from gpuheadless.io.ilastik_layout import axistags_json
 
 from .ilastik_runner import run_gpuheadless, run_ilastik, run_ilastik_python
 from .synthetic import class_image, scribbles, truth_map

@@ -207,7 +207,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def ome_inputs(ilastik, data, tmp_path_factory):
     """The 1024x1344 image as an OME-Zarr (levels s0, s1), a copy without .zgroup, and an http server."""
     from gpuheadless.io.ome_zarr_ilastik import IlastikOmeZarrWriter
-    from gpuheadless.io.writers import axistags_json
+    from gpuheadless.io.ilastik_layout import axistags_json
 
     root = _workspace(data, tmp_path_factory.mktemp("ome-inputs"))
     with h5py.File(data / "inputs/2d.h5", "r") as f:
