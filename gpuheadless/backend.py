@@ -83,6 +83,12 @@ class Backend:
             local.stream = self.xp.cuda.Stream(non_blocking=True)
         return local.stream
 
+    def device_id(self) -> str | None:
+        """The GPU's PCI bus id, which processes sharing one GPU have in common (None on the CPU)."""
+        if not self.on_device:
+            return None
+        return str(self.xp.cuda.Device().pci_bus_id)
+
     def device_free_bytes(self) -> int | None:
         """Free memory of the GPU (None on the CPU)."""
         if not self.on_device:

@@ -90,6 +90,20 @@ def _worker(address="w", host="h", nthreads=1, limit_mib=None, guard=0.8, env=No
                         resident_mib * MIB, gpu_free_mib * MIB if gpu_free_mib is not None else None)
 
 
+def test_workers_sharing_one_gpu_share_its_memory():
+    """Issue 14's defect 9: two workers of one machine on the same GPU each plan for half of it;
+    on two GPUs each has its own."""
+    one = _worker(address="a", limit_mib=64_000, gpu_free_mib=8000)
+    alone = plan_budget([dataclasses.replace(one, gpu_id="0000:01:00.0")])
+    shared = plan_budget([dataclasses.replace(one, gpu_id="0000:01:00.0"),
+                          dataclasses.replace(one, address="b", gpu_id="0000:01:00.0")])
+    apart = plan_budget([dataclasses.replace(one, gpu_id="0000:01:00.0"),
+                         dataclasses.replace(one, address="b", gpu_id="0000:02:00.0")])
+    assert alone.per_block == pytest.approx(0.8 * 8000 * MIB)
+    assert shared.per_block == pytest.approx(alone.per_block / 2)
+    assert apart.per_block == pytest.approx(alone.per_block)
+
+
 def test_the_budget_of_a_worker_and_of_workers_of_different_sizes():
     # Dask pauses a worker at 80 % of its limit: blocks stay below, after what it holds, per thread.
     assert task_budget(_worker(limit_mib=4096, nthreads=2)) == pytest.approx((4096 * 0.8 - 200) * 0.85 / 2 * MIB)

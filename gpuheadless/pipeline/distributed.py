@@ -184,6 +184,7 @@ class WorkerMemory:
     resident: int  # the worker process's resident memory now, bytes
     gpu_free: int | None  # free memory of the worker's GPU, bytes (None: computes on the CPU)
     error: str | None = None
+    gpu_id: str | None = None  # the worker's GPU (its PCI bus id): workers naming the same one share it
 
 
 def _probe_worker(device: str, dask_worker: Any = None) -> dict[str, Any]:
@@ -204,10 +205,11 @@ def _probe_worker(device: str, dask_worker: Any = None) -> dict[str, Any]:
     fractions = [getattr(manager, "memory_pause_fraction", False),
                  dask.config.get("distributed.worker.memory.terminate", False)]
     fractions = [f for f in fractions if f]
-    gpu_free = None
+    gpu_free = gpu_id = None
     if device != "cpu":
         try:
             gpu_free = worker_backend(device).device_free_bytes()
+            gpu_id = worker_backend(device).device_id()
         except UsageError as exc:  # --device gpu on a worker without one
             error = str(exc)
     state = getattr(dask_worker, "state", None)
@@ -216,17 +218,19 @@ def _probe_worker(device: str, dask_worker: Any = None) -> dict[str, Any]:
     return {"host": socket.gethostname(), "nthreads": int(nthreads), "memory_limit": int(limit) if limit else None,
             "guard": float(min(fractions)) if fractions else 1.0, "env_ram_mb": env_ram,
             "default_ram_mb": ram_budget_from_env({}), "resident": int(resident_memory_mb() * _MIB),
-            "gpu_free": gpu_free, "error": error}
+            "gpu_free": gpu_free, "gpu_id": gpu_id, "error": error}
 
 
-def task_budget(worker: WorkerMemory, workers_on_host: int = 1, gpu_memory_mb: float | None = None) -> float:
+def task_budget(worker: WorkerMemory, workers_on_host: int = 1, gpu_memory_mb: float | None = None,
+                workers_on_gpu: int = 1) -> float:
     """Bytes one block may use on ``worker`` (each of its threads computes one block at a time).
 
     The ceiling is the smaller of the worker's ``LAZYFLOW_TOTAL_RAM_MB`` and the share of its Dask
     memory limit below which Dask neither pauses nor kills it; with neither, half of its machine's
     available memory shared by the workers on that machine. What the worker holds already is
     taken off, 85 % of the rest is for blocks, split between its threads; on a GPU also at most
-    80 % of the free GPU memory (and ``--gpu_memory_mb``) per thread.
+    80 % of the free GPU memory (and ``--gpu_memory_mb``) per thread, the GPU shared by the
+    ``workers_on_gpu`` workers that compute on it.
     """
     ceilings = []
     if worker.env_ram_mb:
@@ -237,7 +241,7 @@ def task_budget(worker: WorkerMemory, workers_on_host: int = 1, gpu_memory_mb: f
         ceilings.append(worker.default_ram_mb * _MIB / max(workers_on_host, 1))
     budget = max((min(ceilings) - worker.resident) * _BLOCK_SHARE, _MIN_BLOCK_BUDGET) / max(worker.nthreads, 1)
     if worker.gpu_free is not None:
-        gpu = worker.gpu_free * _GPU_SHARE / max(worker.nthreads, 1)
+        gpu = worker.gpu_free * _GPU_SHARE / max(worker.nthreads, 1) / max(workers_on_gpu, 1)
         if gpu_memory_mb is not None:
             gpu = min(gpu, gpu_memory_mb * _MIB)
         budget = min(budget, gpu)
@@ -269,9 +273,11 @@ class ClusterBudget:
 def plan_budget(workers: Sequence[WorkerMemory], gpu_memory_mb: float | None = None) -> ClusterBudget:
     """The block budget that fits every worker: the smallest per-block budget among them."""
     hosts: dict[str, int] = {}
+    gpus: dict[tuple[str, str | None], int] = {}
     for w in workers:
         hosts[w.host] = hosts.get(w.host, 0) + 1
-    budgets = [(task_budget(w, hosts[w.host], gpu_memory_mb), w) for w in workers]
+        gpus[(w.host, w.gpu_id)] = gpus.get((w.host, w.gpu_id), 0) + 1
+    budgets = [(task_budget(w, hosts[w.host], gpu_memory_mb, gpus[(w.host, w.gpu_id)]), w) for w in workers]
     per_block, smallest = min(budgets, key=lambda pair: pair[0])
     return ClusterBudget(per_block, sum(max(w.nthreads, 1) for w in workers), len(workers), smallest)
 
