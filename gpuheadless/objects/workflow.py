@@ -18,7 +18,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import h5py
 
@@ -118,8 +118,12 @@ def run_object_batch(config: RunConfig, options: ObjectOptions,
 
         shipped = dataclasses.replace(project, pixel=run.pixel.project if run.pixel is not None else None)
         job = ObjectLaneJob(dataclasses.replace(config, threads=1, progress=False), options, source, shipped, 0.0,
-                            _lane_on_worker)
-        return run_lanes_on_cluster(config, job, list(zip(config.inputs, second_inputs)))
+                            _lane_on_worker, _time_point_on_worker)
+        lanes = list(zip(config.inputs, second_inputs))
+        split = {} if run.pixel is not None else _time_points(config, lanes)
+        return run_lanes_on_cluster(config, job, lanes, split,
+                                    lambda raw, second, time_points: _run_lane(run, options, source, raw, second,
+                                                                               time_points))
     written, failures = [], []
     for raw_path, second_path in zip(config.inputs, second_inputs):
         try:
@@ -138,6 +142,36 @@ def _lane_on_worker(job, raw_path: str, second_path: str) -> list[str]:
     pixel = PixelStage(job.config, job.project.pixel, backend) if job.project.pixel is not None else None
     run = ObjectRun(job.config, job.project, backend, pixel, job.budget)
     return _run_lane(run, job.options, job.source, raw_path, second_path)
+
+
+def _time_point_on_worker(job, raw_path: str, second_path: str, t: int):
+    """Time point ``t`` of a lane of a Dask run (:mod:`.cluster`), on a worker."""
+    from ..pipeline.distributed import worker_backend  # noqa: PLC0415
+    from .cluster import TimePointResult  # noqa: PLC0415
+
+    backend = worker_backend(job.config.device)
+    run = ObjectRun(job.config, job.project, backend, None, job.budget)
+    with _lane_inputs(run, raw_path, second_path) as (raw, second):
+        budget = run.budget
+        with _scratch((1,) + raw.shape[1:4], budget) as scratch:
+            ids, probabilities, features = _time_point(job.project, raw, second, t, budget, scratch, backend)
+            labels = ids.read((slice(None),) * 3)
+        return TimePointResult(labels, ids.n_objects, ids.boxes, ids.original, probabilities, features,
+                               raw.nonfinite_seen, second.nonfinite_seen)
+
+
+def _time_points(config: RunConfig, lanes: list[tuple[str, str]]) -> dict[int, int]:
+    """The lanes with several time points, and how many: each time point becomes a task."""
+    counts = {}
+    for k, (raw_path, _) in enumerate(lanes):
+        try:
+            raw = _open(config, raw_path)
+        except UserError:  # reported by the lane's task
+            continue
+        raw.source.close()
+        if raw.shape[0] > 1:
+            counts[k] = raw.shape[0]
+    return counts
 
 
 def check_plugins(project: ObjectProject) -> None:
@@ -277,13 +311,16 @@ def _open(config: RunConfig, path: str) -> Lane:
     return Lane(source, lane_axes(source, axes, None, True))
 
 
-def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str, second_path: str) -> list[str]:
+def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str, second_path: str,
+              time_points: TimePoints | None = None) -> list[str]:
+    """Compute one lane's objects (``time_points`` may bring them from elsewhere, see
+    :func:`lane_results`) and write its images and table."""
     config, project = run.config, run.project
     inputs = [snapshot(p, config.cwd) for p in (raw_path, second_path) if p]
     with _lane_inputs(run, raw_path, second_path) as (raw, second):
         budget = run.budget
         with _scratch(raw.shape[:4], budget) as scratch:
-            results = lane_results(project, raw, second, budget, scratch, run.backend)
+            results = lane_results(project, raw, second, budget, scratch, run.backend, time_points)
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
             plans = [None if s in PIXEL_STAGE_SOURCES else _plan_image(config, project, s, raw, results, second)
                      for s in sources]
@@ -308,8 +345,11 @@ def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str
         return outputs
 
 
+TimePoints = Callable[[Lane, Lane], list[tuple]]
+
+
 def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float, scratch: h5py.File | None,
-                 backend: Backend) -> list[tuple]:
+                 backend: Backend, time_points: TimePoints | None = None) -> list[tuple]:
     """Objects, probabilities and features of every time point of one lane.
 
     Parameters
@@ -324,6 +364,9 @@ def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float,
         Where provisional labels go when they do not fit in memory (None: in memory).
     backend : Backend
         Where the smoothing, labelling and object sums run (the CPU with its threads, or the GPU).
+    time_points : callable, optional
+        ``(raw, second) -> results`` computed elsewhere (the time points as Dask tasks); by
+        default each time point is computed here, one after the other.
 
     Returns
     -------
@@ -340,7 +383,10 @@ def lane_results(project: ObjectProject, raw: Lane, second: Lane, budget: float,
     if second.shape[:4] != raw.shape[:4]:
         raise UserError(f"'{second_name}' has shape {second.shape[:4]} (tzyx), the raw data '{raw_name}' {raw.shape[:4]}")
     _check_channels(project, second, second_name)
-    results = [_time_point(project, raw, second, t, budget, scratch, backend) for t in range(raw.shape[0])]
+    if time_points is not None:
+        results = time_points(raw, second)
+    else:
+        results = [_time_point(project, raw, second, t, budget, scratch, backend) for t in range(raw.shape[0])]
     if sum(r[0].n_objects for r in results) == 0 and project.variant in ("binary", "labels"):
         raise UserError(f"'{second_name}': the segmentation has no object")
     return results
