@@ -15,8 +15,8 @@ HUGE_BUDGET = 12 * 2**30  # half of a 24 GiB machine: the default budget
 
 
 def _shape(region, params, budget, workers=2, target=None):
-    return choose_block_shape(region, params["halo"], params["channels_in"], params["n_features"],
-                              params["n_classes"], budget, workers, None, target)
+    return choose_block_shape(region, params["halo"], lambda shape: _cost(shape, params), budget, workers, None,
+                              target)
 
 
 def _cost(shape, params):
@@ -66,11 +66,10 @@ def test_layout_caps_cpu_blocks_but_not_gpu_blocks():
     from gpuheadless.config import RunConfig
     from gpuheadless.pipeline.block_runner import layout_blocks
 
-    plan = SimpleNamespace(n_features=61)
     lane = SimpleNamespace(shape=(1, 256, 256, 256, 1), n_channels=1, source=SimpleNamespace(display="x"))
 
     def task(on_device):
-        return SimpleNamespace(lane=lane, stages=(SimpleNamespace(plan=plan),), n_classes=2, halo=lambda: HALO,
+        return SimpleNamespace(lane=lane, halo=lambda: HALO, block_bytes=lambda shape: _cost(shape, FULL_3D),
                                backend=SimpleNamespace(on_device=on_device))
 
     config = RunConfig(project="p.ilp", inputs=[], threads=2, ram_budget_mb=24_000)

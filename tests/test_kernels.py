@@ -291,5 +291,6 @@ def test_gpu_block_budget_follows_free_device_memory_and_the_cap():
     # A 2 GB volume (1024 x 1024 x 512 float32) with a 1 GB cap: blocks whose working set fits.
     from gpuheadless.pipeline.blocks import block_cost_bytes
 
-    shape = choose_block_shape((512, 1024, 1024), (38, 38, 38), 1, 61, 2, 1024 * 2**20, 1)
+    shape = choose_block_shape((512, 1024, 1024), (38, 38, 38), lambda s: block_cost_bytes(s, (38, 38, 38), 1, 61, 2),
+                               1024 * 2**20, 1)
     assert block_cost_bytes(shape, (38, 38, 38), 1, 61, 2) <= 1024 * 2**20

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -21,32 +20,28 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import h5py
-
 import numpy as np
 
-from ..config import ExportOptions, ObjectOptions, RunConfig
-from ..errors import NotImplementedYet, UsageError, UserError, writing_output
 from ..backend import Backend
-from ..export import PIXEL_STAGE_SOURCES, ExportTransform, make_transform, output_axes
-from ..io import formats, staging
+from ..config import ObjectOptions, RunConfig
+from ..errors import NotImplementedYet, UsageError, UserError, writing_output
+from ..export import PIXEL_STAGE_SOURCES
+from ..io import staging
 from ..io.guarded_file import hdf5_output
 from ..io.naming import format_known
 from ..io.stacks import open_input
-from ..io.ilastik_layout import axistags_json
-from ..io.writers import EXPORT_HINTS, open_writer
-from ..pipeline.block_runner import block_budget_bytes, place
-from ..pipeline.blocks import Block
+from ..pipeline.block_runner import block_budget_bytes
+from ..pipeline.export_plan import (OutputTarget, check_output_collisions, dataset_dir, given_or_stored, output_location,
+                                    output_target)
 from ..pipeline.input_guard import check_unchanged, snapshot
-from ..pipeline.export_plan import (OutputTarget, check_output_collisions, cutout_bounds, dataset_dir, given_or_stored,
-                                    export_resolutions, output_location, output_target)
 from ..pipeline.lane import Lane, lane_axes, warn_if_nonfinite
-from .batches import PLUGINS, object_features
-from .classifier import feature_matrix, object_probabilities, predicted_classes
-from .labeling import (ObjectIds, iter_slabs, label_image_ids, segmentation_ids, slab_axis, slab_thickness,
-                       threshold_ids)
-from .pixel_stage import PixelStage, export_pixel_image, lane_probabilities, prepare_pixel_stage
 from ..project.objects import ObjectProject, read_object_project
 from ..resolve import Resolved, resolve_run
+from .batches import PLUGINS, object_features
+from .classifier import feature_matrix, object_probabilities
+from .images import export_bounds, plan_image, write_image
+from .labeling import ObjectIds, label_image_ids, segmentation_ids, slab_axis, slab_thickness, threshold_ids
+from .pixel_stage import PixelStage, export_pixel_image, lane_probabilities, prepare_pixel_stage
 from .table import write_csv_table, write_h5_table
 
 log = logging.getLogger(__name__)
@@ -212,10 +207,10 @@ def _lane_targets(config: RunConfig, options: ObjectOptions, project: ObjectProj
     targets = []
     for name in sources:
         if name in PIXEL_STAGE_SOURCES:
-            start, stop = _bounds(opts, raw, 1)
+            start, stop = export_bounds(opts, raw, 1)
             path, internal = output_location(config, project, raw, name, output_format, raw.internal_axes, start, stop)
         else:
-            plan = _plan_image(config, project, name, raw, [], None)
+            plan = plan_image(config, project, name, raw, [], None)
             path, internal = plan.path, plan.internal
         targets.append(output_target(f"the {name} of input '{display}'", output_format, path, internal))
     table = _table_path(config, options, project, raw)
@@ -322,7 +317,7 @@ def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str
         with _scratch(raw.shape[:4], budget) as scratch:
             results = lane_results(project, raw, second, budget, scratch, run.backend, time_points)
             sources = [] if options.table_only else [source] + [s for s in options.extra_sources if s != source]
-            plans = [None if s in PIXEL_STAGE_SOURCES else _plan_image(config, project, s, raw, results, second)
+            plans = [None if s in PIXEL_STAGE_SOURCES else plan_image(config, project, s, raw, results, second)
                      for s in sources]
             for before in inputs:  # every object is computed: the inputs are not read again
                 check_unchanged(before)
@@ -334,7 +329,7 @@ def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str
                                   "and an infinity above, as in ilastik")
             outputs = [export_pixel_image(run.pixel, s, raw_path, _filename_pattern(config, project),
                                           project.export.get("output_format"), second) if plan is None
-                       else _write_image(plan, project, raw, results, budget) for s, plan in zip(sources, plans)]
+                       else write_image(config, plan, project, raw, results, budget, run.backend) for s, plan in zip(sources, plans)]
             table = _table_path(config, options, project, raw)
             if table:
                 with writing_output(table[0]):
@@ -441,141 +436,6 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget:
     matrix = feature_matrix(features, project.selected)
     probabilities = object_probabilities(project.forest, matrix, project.n_classes)
     return ids, probabilities, features
-
-
-def _image(source: str, ids: np.ndarray, probabilities: np.ndarray, classified: bool) -> np.ndarray:
-    """The export source over a region of one time point as (Z, Y, X, C)."""
-    if source == "Object Identities":
-        return ids[..., None].astype(np.uint32)
-    if source.endswith("Predictions"):
-        return predicted_classes(probabilities, classified).astype(np.uint8)[ids][..., None]
-    return probabilities[ids]
-
-
-@dataclass
-class _ImagePlan:
-    """Where and how one object image is written."""
-
-    source: str
-    path: str
-    internal: str
-    output_format: str
-    region: dict[str, tuple[int, int]]
-    out_axes: str
-    out_shape: tuple[int, ...]
-    transform: ExportTransform
-    attrs: dict
-    resolutions: dict[str, float]
-
-
-def _plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane, results,
-                second: Lane | None) -> _ImagePlan:
-    """Decide file, region, axes, type and metadata of an object image, and refuse what cannot be written.
-
-    ``second`` is the lane's second input (segmentation, label image, prediction maps), None
-    while only the outputs' names are planned.
-    """
-    opts = given_or_stored(config.export, project.export)
-    output_format = opts.output_format or "compressed hdf5"
-    formats.check_supported(output_format)
-    channels = project.n_classes if source.endswith("Probabilities") else 1
-    source_dtype = np.dtype(np.uint32 if source == "Object Identities" else np.uint8 if source.endswith("Predictions")
-                            else np.float32)
-    transform = make_transform(source, opts.export_dtype, opts.pipeline_result_drange, opts.export_drange,
-                               source_dtype)
-    dtype, normalize = transform.dtype, transform.normalize
-    if source == "Object Identities" and normalize is None and dtype.kind in "iu":
-        most = max((r[0].n_objects for r in results), default=0)
-        if most > np.iinfo(dtype).max:
-            raise UserError(f"'{raw.source.display}': {most} objects do not fit Object Identities of type {dtype} "
-                            f"(at most {np.iinfo(dtype).max}); choose a wider --export_dtype")
-    start, stop = _bounds(opts, raw, channels)
-    region = {a: (start[a], stop[a]) for a in "tzyxc"}
-    sizes = {a: stop[a] - start[a] for a in "tzyxc"}
-    out_axes = output_axes(opts.output_axis_order, raw.axes, sizes)
-    out_shape = tuple(sizes.get(a, 1) for a in out_axes)
-    formats.check_export_fits(output_format, out_axes, out_shape)
-    path, internal = output_location(config, project, raw, source, output_format, raw.internal_axes, start, stop)
-    # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
-    # (in the export's type) on the blockwise images and wherever the object ids inherit the
-    # 0..255 that ilastik gives every uint8 input (a uint8 binary segmentation)
-    resolutions, units = _pixel_sizes(raw, second, out_axes)
-    attrs = {"axistags": axistags_json(out_axes, resolutions), "display_mode": "default",
-             EXPORT_HINTS: _export_hints(raw, start)}
-    if units:
-        attrs["axis_units"] = json.dumps(units)
-    if transform.drange is not None:
-        attrs["drange"] = np.array(transform.drange, dtype=dtype)
-    elif source.startswith("Blockwise") or (project.variant == "binary" and second is not None
-                                            and second.source.dtype == np.uint8):
-        attrs["drange"] = np.array((0, 255), dtype=dtype)
-    return _ImagePlan(source, path, internal, output_format, region, out_axes, out_shape, transform, attrs, resolutions)
-
-
-def _pixel_sizes(raw: Lane, second: Lane | None, out_axes: str) -> tuple[dict[str, float], dict[str, str]]:
-    """The pixel sizes and their units an object image records, as ilastik 1.4.2 writes them
-    (checked live): the second input's (prediction maps, segmentation, label image) where it has
-    them, else the raw data's, kept only for axes longer than one pixel as in Pixel Classification."""
-    sizes = export_resolutions(raw, out_axes)
-    units = raw.source.axis_units if raw.axes == raw.source.axes else {}
-    if second is not None:
-        theirs = export_resolutions(second, out_axes)
-        sizes = {a: theirs.get(a) or sizes.get(a, 0) for a in out_axes}
-        if second.source.axis_units and second.axes == second.source.axes:
-            units = second.source.axis_units
-    return sizes, {a: u for a, u in units.items() if a in out_axes}
-
-
-def _bounds(opts: ExportOptions, raw: Lane, channels: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Start and stop per ``tzyxc`` axis of the exported region (``--cutout_subregion``, else the project's)."""
-    extent = dict(zip("tzyxc", raw.shape[:4] + (channels,)))
-    return cutout_bounds(opts.cutout_subregion, raw.internal_axes, extent)
-
-
-def _export_hints(raw: Lane, start: dict[str, int]) -> dict:
-    """What the writers need beyond attributes (see ``writers.EXPORT_HINTS``).
-
-    Every object image is a label image to ilastik 1.4.2, Object Probabilities too: they all
-    inherit the object ids' label semantics, so its OME-Zarr pyramids are nearest neighbour
-    (``order`` 0) for each of them.
-    """
-    own_axes = raw.axes == raw.source.axes
-    return {"labels": True, "offset": dict(start), "translation": raw.source.translation if own_axes else {},
-            "scale_key": raw.source.scale_key}
-
-
-def _write_image(plan: _ImagePlan, project: ObjectProject, raw: Lane, results, budget: float) -> str:
-    """Write an object image slab by slab (the ids are read per slab, never whole); a chunked
-    format is chunked by those slabs, as Pixel Classification's outputs are by their blocks."""
-    region = plan.region
-    c0, c1 = region["c"]
-    bytes_per_voxel = 16.0 + 8.0 * (c1 - c0)
-    shape_zyx = raw.shape[1:4]
-    thickness = slab_thickness(shape_zyx, bytes_per_voxel, budget)
-    slab = "zyx"[slab_axis(shape_zyx)]
-    extent = {a: b - a0 for a, (a0, b) in region.items()}
-    chunks = tuple(1 if a == "t" else min(thickness, extent[a]) if a == slab else extent[a] for a in plan.out_axes)
-    with writing_output(plan.path):
-        writer = open_writer(plan.output_format, plan.path, plan.internal, plan.out_shape, plan.transform.dtype,
-                             plan.out_axes, plan.attrs, chunks=chunks, resolutions=plan.resolutions)
-    try:
-        with writing_output(plan.path):
-            for t in range(*region["t"]):
-                ids, probabilities, _ = results[t]
-                for part in iter_slabs(ids.shape, thickness):
-                    box = [(max(s.start, region[a][0]), min(s.stop, region[a][1])) for s, a in zip(part, "zyx")]
-                    if any(a >= b for a, b in box):
-                        continue
-                    block = Block(t, tuple(a for a, _ in box), tuple(b for _, b in box))
-                    image = _image(plan.source, ids.read(block.slices), probabilities, project.forest is not None)
-                    where, data = place(block, image[..., c0:c1], plan.transform, region, plan.out_axes)
-                    writer.write(where, data)
-            writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    log.info("Exported %s of %s to %s", plan.source, raw.source.display, plan.path)
-    return plan.path
 
 
 def _filename_pattern(config: RunConfig, project: ObjectProject) -> str:

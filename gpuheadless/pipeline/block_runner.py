@@ -64,6 +64,11 @@ def layout_blocks(
     """Blocks covering ``region`` whose working set fits ``budget`` per worker, at most the size
     that computes fastest on a CPU (:func:`~gpuheadless.pipeline.blocks.cpu_block_bytes`).
 
+    ``task`` is any region computation: it has a ``lane`` (what is read, ``tzyxc``), a ``backend``,
+    ``halo()`` (the (z, y, x) margin a block reads around itself) and ``block_bytes(shape)`` (the
+    working set of one block of that (z, y, x) shape): pixel features and forests
+    (:class:`~gpuheadless.pipeline.block_task.BlockTask`) and object images alike.
+
     ``block_shape`` imposes the blocks (an unfinished output being resumed keeps its layout).
 
     Raises
@@ -74,15 +79,13 @@ def layout_blocks(
     start = tuple(region[a][0] for a in "zyx")
     stop = tuple(region[a][1] for a in "zyx")
     lane = task.lane
-    halo = tuple(min(h, n) for h, n in zip(task.halo(), lane.shape[1:4]))  # all stages' halos
-    n_features = sum(stage.plan.n_features for stage in task.stages)
+    halo = tuple(min(h, n) for h, n in zip(task.halo(), lane.shape[1:4]))
     workers = max(config.workers or config.threads, 1)
     sharing = max(config.threads, 1) if config.scheduler else workers  # cluster workers each have the budget
     region_shape = tuple(b - a for a, b in zip(start, stop))
     on_device = getattr(task.backend, "on_device", False)
     target = None if on_device else cpu_block_bytes(region_shape, config.block_mb)
-    shape = block_shape or choose_block_shape(region_shape, halo, lane.n_channels, n_features, task.n_classes, budget,
-                                              workers, sharing, target)
+    shape = block_shape or choose_block_shape(region_shape, halo, task.block_bytes, budget, workers, sharing, target)
     count = count_blocks(tuple(b - a for a, b in zip(start, stop)), shape) * len(range(*region["t"]))
     if count > MAX_BLOCKS:
         raise UserError(f"input '{lane.source.display}': {count:,} blocks of {shape} (z,y,x) to compute, more than the "

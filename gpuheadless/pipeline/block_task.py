@@ -11,7 +11,7 @@ from ..backend import Backend
 from ..export import ALL_STAGES, derive_from_probabilities, split_source
 from ..features.plan import FeaturePlan
 from ..forest.model import Forest
-from .blocks import Block
+from .blocks import Block, block_cost_bytes
 from .lane import Lane
 from .stages import Stage, StageRunner, chain_halo
 from .timing import StageClock
@@ -48,8 +48,14 @@ class BlockTask:
         return (*self.upstream, Stage(self.plan, self.forest, classes))
 
     def halo(self) -> tuple[int, int, int]:
-        """The (z, y, x) margin of raw data a block reads around itself."""
+        """The (z, y, x) margin of raw data a block reads around itself (every stage's)."""
         return chain_halo(self.stages, self.lane)
+
+    def block_bytes(self, shape: tuple[int, int, int]) -> float:
+        """The working set of one block of ``shape`` (z, y, x): its features and every stage's classes."""
+        halo = tuple(min(h, n) for h, n in zip(self.halo(), self.lane.shape[1:4]))
+        n_features = sum(stage.plan.n_features for stage in self.stages)
+        return block_cost_bytes(shape, halo, self.lane.n_channels, n_features, self.n_classes)
 
 
 def compute_block(task: BlockTask, block: Block) -> np.ndarray:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 # Float32 temporaries alive while one scale's features are computed, per voxel of the block with
 # its halo ("outer") and per voxel of the block ("inner"), measured with tracemalloc on the
@@ -60,16 +60,14 @@ def block_cost_bytes(
 def choose_block_shape(
     region_shape: tuple[int, int, int],
     halo: tuple[int, int, int],
-    channels_in: int,
-    n_features: int,
-    n_classes: int,
+    cost: Callable[[tuple[int, int, int]], float],
     budget_bytes: float,
     workers: int,
     sharing: int | None = None,
     target_bytes: float | None = None,
 ) -> tuple[int, int, int]:
-    """The largest near-isotropic block (z, y, x) whose working set fits ``budget_bytes / sharing``
-    and ``target_bytes``.
+    """The largest near-isotropic block (z, y, x) whose working set ``cost(shape)`` (bytes) fits
+    ``budget_bytes / sharing`` and ``target_bytes``.
 
     ``sharing`` is how many blocks are computed at once within the budget (default ``workers``;
     on a cluster each worker has its own budget, shared by its threads only). ``target_bytes`` is
@@ -89,7 +87,7 @@ def choose_block_shape(
     lo, hi = 1, max(region_shape)
     while lo < hi:  # largest side that fits
         mid = (lo + hi + 1) // 2
-        if block_cost_bytes(shape_for(mid), halo, channels_in, n_features, n_classes) <= per_worker:
+        if cost(shape_for(mid)) <= per_worker:
             lo = mid
         else:
             hi = mid - 1
