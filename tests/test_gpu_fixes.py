@@ -129,7 +129,9 @@ def test_a_changed_header_changes_the_compiled_module(tmp_path, monkeypatch):
 # Defect 5: per-object sums parallel over (object, column), still in raster order.
 
 def test_object_sums_of_a_large_object_equal_bincount_in_any_thread_order():
-    from gpuheadless.objects.features import bincount_sums, running_moment_sums
+    from arithmetic_reference import running_moment_sums
+
+    from gpuheadless.objects.features import bincount_sums
 
     rng = np.random.default_rng(7)
     index = np.concatenate([np.full(3000, 2), rng.integers(0, 6, 500), [5] * 3]).astype(np.int64)  # 4: empty

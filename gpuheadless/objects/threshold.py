@@ -12,7 +12,7 @@ import numpy as np
 
 try:
     from . import _csmooth
-except ImportError:  # not built: the NumPy reference gives the same values, slower
+except ImportError:  # a broken install: _smooth_pass says so
     _csmooth = None
 
 SIMPLE, HYSTERESIS = 0, 1
@@ -59,55 +59,6 @@ def gaussian_taps(sigma: float) -> np.ndarray:
     return np.array([tap * factor for tap in raw])
 
 
-def mirror_indices(extent: int, radius: int) -> np.ndarray:
-    """Positions -radius .. extent - 1 + radius of a line of ``extent`` samples, reflected inside it.
-
-    Returns
-    -------
-    (extent + 2 radius,) int64
-        vigra's reflective border (d c b | a b c d | c b a), repeated for lines shorter than the
-        window; a single sample reflects onto itself.
-    """
-    if extent == 1:
-        return np.zeros(1 + 2 * radius, dtype=np.int64)
-    period = 2 * (extent - 1)
-    position = np.arange(-radius, extent + radius) % period
-    return np.where(position < extent, position, period - position)
-
-
-_CHUNK_VALUES = 1 << 20  # keeps the float64 sums of one pass to a few MB, whatever the slab
-
-
-def _smooth_axis(values: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
-    """One pass along ``axis`` of a (Z, Y, X, C) float32 array: in float64, ``tap * value`` added
-    from the leftmost offset to the rightmost, starting from 0 (vigra's convolveLine), rounded to
-    float32.
-
-    Summing term by term (not through SciPy's correlate) keeps NaN and Inf where vigra keeps
-    them: a NaN reaches exactly the samples within the window, an Inf stays infinite.
-    """
-    extent = values.shape[axis]
-    reflected = mirror_indices(extent, len(taps) // 2)
-    out = np.empty(values.shape, dtype=np.float32)
-    split = 3 if axis == 0 else 0  # cut along another axis so the float64 sums stay small
-    per_row = values.size // max(values.shape[split], 1)
-    rows = max(1, _CHUNK_VALUES // max(per_row, 1))
-    for first in range(0, values.shape[split], rows):
-        piece = (slice(None),) * split + (slice(first, first + rows),)
-        padded = np.take(values[piece], reflected, axis=axis)
-        window = [slice(None)] * values.ndim
-        window[axis] = slice(0, extent)
-        total = np.zeros(padded[tuple(window)].shape, dtype=np.float64)
-        term = np.empty_like(total)
-        for k, tap in enumerate(taps):
-            window[axis] = slice(k, k + extent)
-            term[...] = padded[tuple(window)]
-            term *= tap
-            total += term
-        out[piece] = total
-    return out
-
-
 def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float], axes: tuple[int, ...] | None = None,
            threads: int = 1) -> np.ndarray:
     """vigra's ``gaussianSmoothing`` (window 2.0, mirror borders) as ilastik's Threshold and Size
@@ -142,10 +93,11 @@ def smooth(prediction: np.ndarray, sigmas: tuple[float, float, float], axes: tup
 
 
 def _smooth_pass(values: np.ndarray, taps: np.ndarray, axis: int, threads: int = 1) -> np.ndarray:
-    """:func:`_smooth_axis` through the C extension where it is built (bit-identical), the
+    """One smoothing pass along ``axis`` by the C extension (its readable NumPy version is
+    ``tests/arithmetic_reference.py``), the
     lines before the axis shared by ``threads`` threads (the extension releases the GIL)."""
     if _csmooth is None:
-        return _smooth_axis(values, taps, axis)
+        raise ImportError("gpuheadless.objects._csmooth is not built: reinstall gpuheadless (pip install .)")
     values = np.ascontiguousarray(values, dtype=np.float32)
     out = np.empty_like(values)
     shape = values.shape
