@@ -1,6 +1,6 @@
 /* Per-object central moment sums as vigra's accumulators form them, one pass per object.
  *
- * The readable reference is features.py (running_moment_sums, libm_powers): this file computes the
+ * The readable reference is tests/arithmetic_reference.py (running_moment_sums, libm_powers): this file computes the
  * same numbers with the same operations in the same order, so the results are bit-identical to it
  * and to vigra 1.11.1. Built with -ffp-contract=off: every product and sum is rounded on its own,
  * as in vigra and NumPy (a fused multiply-add would change the last bits).

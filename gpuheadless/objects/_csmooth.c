@@ -2,7 +2,7 @@
  * convolveLine computes it: in double, tap * value added from the leftmost offset to the
  * rightmost, starting from 0, mirror borders, the result rounded to float32.
  *
- * The readable reference is threshold.py (_smooth_axis): same operations, same order, so the
+ * The readable reference is tests/arithmetic_reference.py (smooth_axis): same operations, same order, so the
  * results are bit-identical to it, NaN and infinities included. Built with -ffp-contract=off:
  * a fused multiply-add would change the last bits.
  */
