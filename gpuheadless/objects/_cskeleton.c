@@ -1,5 +1,5 @@
 /* The 2D skeleton features of one object, compiled: the same algorithm, order of operations and
- * tie-breaking as gpuheadless/objects/skeleton.py (which documents it and stays the reference;
+ * tie-breaking as tests/skeleton_reference.py (which documents it and stays the reference;
  * tests check both give the same values). Works on the object's box widened by one pixel
  * (clipped to the image), in local indices i = y * w + x; coordinates that enter the results are
  * the image's (x0 + x, y0 + y).
