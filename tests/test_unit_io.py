@@ -336,8 +336,6 @@ def test_placeholders_are_filled_where_known_and_kept_otherwise():
     assert replace_extension("/d/out.tar.h5", "png") == "/d/out.tar.png" and replace_extension("out", "h5") == "out.h5"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the plain-Zarr reader ignores the axistags its writer stores and takes "
-                                      "the default axes by rank, so an xyc export reads back as yxc")
 def test_plain_zarr_keeps_a_non_default_axis_order(tmp_path):
     """A plain Zarr export in x, y, c order reads back as xyc, as HDF5 and N5 exports do."""
     a = volume((7, 6, 2))

@@ -1,7 +1,11 @@
-"""How ilastik lays out what it writes: vigra's axistags JSON and its block shapes (no I/O here)."""
+"""How ilastik describes and lays out arrays: vigra's axistags JSON (written and read back) and
+its block shapes (no I/O here)."""
 from __future__ import annotations
 
 import json
+from typing import Any
+
+from .source import default_axes
 
 _TYPE_FLAGS = {"t": 8, "c": 1}
 
@@ -34,3 +38,32 @@ def determine_block_shape(max_shape: tuple[int, ...], target_volume: int) -> tup
         shape[i] = max(1, min(side, max_shape[i]))
         remaining = max(remaining // shape[i], 1)
     return tuple(shape)
+
+
+def json_attr(attrs: Any, name: str) -> Any:
+    """Attribute ``name`` of an HDF5, N5 or Zarr array decoded from JSON (None if absent or not JSON)."""
+    if name not in attrs:
+        return None
+    value = attrs[name]
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, dict):
+        return value
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def axes_from_attrs(attrs: Any, shape: tuple[int, ...]) -> tuple[str, dict[str, float]]:
+    """The axes and pixel sizes an array's attributes record: vigra's axistags, N5's reversed
+    ``axes``, else ilastik's default axes for its rank."""
+    tags = json_attr(attrs, "axistags")
+    if tags and len(tags.get("axes", [])) == len(shape):
+        keys = "".join(a["key"] for a in tags["axes"])
+        return keys, {a["key"]: float(a.get("resolution", 0) or 0) for a in tags["axes"]}
+    if "axes" in attrs:  # N5-style, stored reversed
+        keys = "".join(str(k).lower() for k in reversed(list(attrs["axes"])))
+        if len(keys) == len(shape):
+            return keys, {}
+    return default_axes(shape), {}

@@ -5,7 +5,6 @@ order, so large HDF5 and ``.npy`` volumes are never loaded whole.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -14,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UserError
+from .ilastik_layout import axes_from_attrs, json_attr
 from .paths import nickname, split_dataset_path
 from .source import ImageSource, default_axes
 
@@ -123,8 +123,8 @@ def _open_n5(external: str, internal: str | None, display: str, base: dict) -> I
     if not n5.is_dataset(location):
         raise UserError(f"input '{display}': no N5 dataset '{internal}' in {external}")
     ds = n5.open_dataset(external, internal)
-    axes, resolutions = _axes_from_attrs(ds.attrs, ds.shape)
-    units = _json_attr(ds.attrs, "axis_units") or {}
+    axes, resolutions = axes_from_attrs(ds.attrs, ds.shape)
+    units = json_attr(ds.attrs, "axis_units") or {}
     drange = tuple(np.asarray(ds.attrs["drange"]).tolist()) if "drange" in ds.attrs else None
     return ImageSource(axes=axes, shape=ds.shape, dtype=ds.dtype, read_region=lambda r: ds[r], resolutions=resolutions,
                        axis_units=units, drange=drange, **base)
@@ -146,8 +146,8 @@ def _open_hdf5(external: str, internal: str | None, display: str, base: dict) ->
         if internal not in handle or not isinstance(handle[internal], h5py.Dataset):
             raise UserError(f"input '{display}': no dataset '{internal}' in {external}")
         ds = handle[internal]
-        axes, resolutions = _axes_from_attrs(ds.attrs, ds.shape)
-        units = _json_attr(ds.attrs, "axis_units") or {}
+        axes, resolutions = axes_from_attrs(ds.attrs, ds.shape)
+        units = json_attr(ds.attrs, "axis_units") or {}
         drange = tuple(np.asarray(ds.attrs["drange"]).tolist()) if "drange" in ds.attrs else None
         return ImageSource(
             axes=axes, shape=tuple(ds.shape), dtype=ds.dtype, read_region=lambda r: ds[r], close=handle.close,
@@ -158,30 +158,6 @@ def _open_hdf5(external: str, internal: str | None, display: str, base: dict) ->
         raise
 
 
-def _json_attr(attrs: Any, name: str) -> Any:
-    if name not in attrs:
-        return None
-    value = attrs[name]
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, dict):
-        return value
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _axes_from_attrs(attrs: Any, shape: tuple[int, ...]) -> tuple[str, dict[str, float]]:
-    tags = _json_attr(attrs, "axistags")
-    if tags and len(tags.get("axes", [])) == len(shape):
-        keys = "".join(a["key"] for a in tags["axes"])
-        return keys, {a["key"]: float(a.get("resolution", 0) or 0) for a in tags["axes"]}
-    if "axes" in attrs:  # N5-style, stored reversed
-        keys = "".join(str(k).lower() for k in reversed(list(attrs["axes"])))
-        if len(keys) == len(shape):
-            return keys, {}
-    return default_axes(shape), {}
 
 
 def _open_npy(external: str, base: dict) -> ImageSource:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import UsageError, UserError
 from . import staging
+from .ilastik_layout import axes_from_attrs, json_attr
 from .source import ImageSource, default_axes
 
 PARTIAL_SUFFIX = ".partial"
@@ -177,6 +178,9 @@ def open_zarr_input(external: str, internal: str | None, display: str, base: dic
         array = root.array(inner)
     except Exception as exc:  # zarr's and fsspec's own errors for a missing or broken array
         raise UserError(f"input '{display}': not a readable Zarr array ({type(exc).__name__}: {exc})") from None
+    if not multiscales:  # a plain Zarr array: the axistags its writer stored (ours, as HDF5's)
+        axes, resolutions = axes_from_attrs(array.attrs, tuple(array.shape))
+        units = json_attr(array.attrs, "axis_units") or {}
     if not axes or len(axes) != array.ndim:
         axes = default_axes(tuple(array.shape))
     return ImageSource(
