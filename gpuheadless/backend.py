@@ -58,10 +58,10 @@ class Backend:
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Move ``array`` to this backend's device (no copy on the CPU when possible).
 
-        On a GPU, a host array is copied once: CuPy stages it through its own pinned buffer
-        (a staging copy of ours came on top of that). Small integers and booleans travel as they
-        are and are converted on the device, which moves a quarter or half of the bytes of
-        float32; other conversions stay on the host, where no float is flushed to zero. (Integers of up to 16 bits are exact in float32: no rounding either way.)
+        On a GPU, a host array is copied once: CuPy stages it through its own pinned buffer.
+        Booleans and integers of up to 16 bits travel as they are and are converted on the device
+        (a quarter or half of the bytes of float32; exact in float32, so no rounding either way);
+        other conversions stay on the host, where no float is flushed to zero.
         """
         if self.on_device and isinstance(array, np.ndarray):
             target = np.dtype(dtype or array.dtype)
@@ -304,8 +304,8 @@ _announced: set[str] = set()
 def _announce(line: str) -> None:
     """Log the device line once per process.
 
-    A Pixel + Object run selects the device for the object stage and again in the pixel
-    pipeline it runs for each input; the user is told once.
+    A run chooses its device once; a process that builds several pipelines (the Python API,
+    the napari plugin) chooses it for each, and the user is told once.
     """
     if line not in _announced:
         _announced.add(line)

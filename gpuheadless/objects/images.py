@@ -80,14 +80,14 @@ def plan_image(config: RunConfig, project: ObjectProject, source: str, raw: Lane
     out_shape = tuple(sizes.get(a, 1) for a in out_axes)
     formats.check_export_fits(output_format, out_axes, out_shape)
     path, internal = output_location(config, project, raw, source, output_format, raw.internal_axes, start, stop)
-    # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
-    # (in the export's type) on the blockwise images and wherever the object ids inherit the
-    # 0..255 that ilastik gives every uint8 input (a uint8 binary segmentation)
     resolutions, units = _pixel_sizes(raw, second, out_axes)
     attrs = {"axistags": axistags_json(out_axes, resolutions), "display_mode": "default",
              EXPORT_HINTS: _export_hints(raw, start)}
     if units:
         attrs["axis_units"] = json.dumps(units)
+    # as ilastik 1.4.2 writes them: display "default"; a range only where renormalised, or 0..255
+    # (in the export's type) on the blockwise images and wherever the object ids inherit the
+    # 0..255 that ilastik gives every uint8 input (a uint8 binary segmentation)
     if transform.drange is not None:
         attrs["drange"] = np.array(transform.drange, dtype=dtype)
     elif source.startswith("Blockwise") or (project.variant == "binary" and second is not None

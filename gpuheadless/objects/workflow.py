@@ -32,7 +32,7 @@ from ..io.naming import format_known
 from ..io.stacks import open_input
 from ..pipeline.block_runner import block_budget_bytes
 from ..pipeline.export_plan import (OutputTarget, check_output_collisions, dataset_dir, given_or_stored, output_location,
-                                    output_target)
+                                    output_target, rooted_filename_pattern)
 from ..pipeline.input_guard import check_unchanged, snapshot
 from ..pipeline.lane import Lane, lane_axes, warn_if_nonfinite
 from ..project.objects import ObjectProject, read_object_project
@@ -129,27 +129,30 @@ def run_object_batch(config: RunConfig, options: ObjectOptions,
     return written, failures
 
 
-def _lane_on_worker(job, raw_path: str, second_path: str) -> list[str]:
-    """One lane of a Dask run (:mod:`.cluster`), on a worker, with that worker's backend."""
+def _worker_run(job) -> ObjectRun:
+    """The run's shared state on a Dask worker (:mod:`.cluster`): the client's project and
+    classifiers, this worker's backend, the task's budget."""
     from ..pipeline.distributed import worker_backend  # noqa: PLC0415
 
     backend = worker_backend(job.config.device)
     pixel = PixelStage(job.config, job.project.pixel, backend) if job.project.pixel is not None else None
-    run = ObjectRun(job.config, job.project, backend, pixel, job.budget)
-    return _run_lane(run, job.options, job.source, raw_path, second_path)
+    return ObjectRun(job.config, job.project, backend, pixel, job.budget)
+
+
+def _lane_on_worker(job, raw_path: str, second_path: str) -> list[str]:
+    """One lane of a Dask run, on a worker."""
+    return _run_lane(_worker_run(job), job.options, job.source, raw_path, second_path)
 
 
 def _time_point_on_worker(job, raw_path: str, second_path: str, t: int):
-    """Time point ``t`` of a lane of a Dask run (:mod:`.cluster`), on a worker."""
-    from ..pipeline.distributed import worker_backend  # noqa: PLC0415
+    """Time point ``t`` of a lane of a Dask run, on a worker (never a Pixel + Object lane)."""
     from .cluster import TimePointResult  # noqa: PLC0415
 
-    backend = worker_backend(job.config.device)
-    run = ObjectRun(job.config, job.project, backend, None, job.budget)
+    run = _worker_run(job)
     with _lane_inputs(run, raw_path, second_path) as (raw, second):
         budget = run.budget
         with _scratch((1,) + raw.shape[1:4], budget) as scratch:
-            ids, probabilities, features = _time_point(job.project, raw, second, t, budget, scratch, backend)
+            ids, probabilities, features = _time_point(job.project, raw, second, t, budget, scratch, run.backend)
             labels = ids.read((slice(None),) * 3)
         return TimePointResult(labels, ids.n_objects, ids.boxes, ids.original, probabilities, features,
                                raw.nonfinite_seen, second.nonfinite_seen)
@@ -327,7 +330,7 @@ def _run_lane(run: ObjectRun, options: ObjectOptions, source: str, raw_path: str
             if project.variant in ("prediction", "pixel"):
                 warn_if_nonfinite(second, "prediction maps", "after the smoothing a NaN is below every threshold "
                                   "and an infinity above, as in ilastik")
-            outputs = [export_pixel_image(run.pixel, s, raw_path, _filename_pattern(config, project),
+            outputs = [export_pixel_image(run.pixel, s, raw_path, rooted_filename_pattern(config, project),
                                           project.export.get("output_format"), second) if plan is None
                        else write_image(config, plan, project, raw, results, budget, run.backend) for s, plan in zip(sources, plans)]
             table = _table_path(config, options, project, raw)
@@ -436,18 +439,6 @@ def _time_point(project: ObjectProject, raw: Lane, second: Lane, t: int, budget:
     matrix = feature_matrix(features, project.selected)
     probabilities = object_probabilities(project.forest, matrix, project.n_classes)
     return ids, probabilities, features
-
-
-def _filename_pattern(config: RunConfig, project: ObjectProject) -> str:
-    """The output file name pattern: the command line's (relative to the working directory), else the project's
-    (relative to the project), else ``{dataset_dir}/{nickname}_{result_type}``."""
-    if config.export.output_filename_format is not None:
-        pattern, base = config.export.output_filename_format, config.cwd
-    else:
-        pattern = project.export.get("output_filename_format") or "{dataset_dir}/{nickname}_{result_type}"
-        base = str(project.path.parent)
-    pattern = os.path.expanduser(pattern)
-    return pattern if os.path.isabs(pattern) or pattern.startswith("{dataset_dir}") else os.path.join(base, pattern)
 
 
 def _table_path(config: RunConfig, options: ObjectOptions, project: ObjectProject, raw: Lane) -> tuple[str, str] | None:

@@ -87,9 +87,10 @@ def _compute_block(task: BlockTask, block: Block) -> np.ndarray:
             probabilities = np.zeros(shape + (task.n_classes,), dtype=np.float32)
             return bk.to_host(derive_from_probabilities(np, probabilities, kind))[..., task.channels]
     if task.probabilities is not None and kind not in ("Features", ALL_STAGES):
+        # computed already and held on the host: derived there, not sent to the device and back
         with task.clock.measure("read"):
-            probabilities = bk.xp.asarray(task.probabilities.read(block.t, block.slices))
-        return bk.to_host(derive_from_probabilities(bk.xp, probabilities, kind)[..., task.channels])
+            probabilities = task.probabilities.read(block.t, block.slices)
+        return derive_from_probabilities(np, probabilities, kind)[..., task.channels]
     runner = StageRunner(bk, lane, task.stages, task.threads, task.clock.measure)
     last = len(task.stages) - 1
     if kind == "Features":

@@ -171,6 +171,22 @@ def _filename_pattern(config: RunConfig, project: Project) -> str:
     return config.export.output_filename_format or project.export.get("output_filename_format") or DEFAULT_FILENAME_FORMAT
 
 
+def _pattern_folder(config: RunConfig, project: Project) -> str:
+    """Where a relative file name pattern starts: the working directory for the command line's
+    (or ilastik's default), the project's folder for the project's stored one."""
+    stored = config.export.output_filename_format is None and "output_filename_format" in project.export
+    return str(project.path.parent) if stored else config.cwd
+
+
+def rooted_filename_pattern(config: RunConfig, project: Project) -> str:
+    """The file name pattern (see :func:`output_location`) with a relative one joined to its
+    folder; placeholders are left in."""
+    pattern = os.path.expanduser(_filename_pattern(config, project))
+    if os.path.isabs(pattern) or pattern.startswith("{dataset_dir}"):
+        return pattern
+    return os.path.join(_pattern_folder(config, project), pattern)
+
+
 def _internal_pattern(config: RunConfig, project: Project) -> str:
     return config.export.output_internal_path or project.export.get("output_internal_path") or DEFAULT_INTERNAL_PATH
 
@@ -329,9 +345,7 @@ def output_location(config, project, lane: Lane, source, output_format, internal
     """The file and the internal path an export of ``source`` of ``lane`` goes to, every workflow's:
     ``--output_filename_format`` (relative to the working directory), else the project's (relative
     to its folder), else ilastik's default; placeholders filled in, the format's extension set."""
-    from_cli = config.export.output_filename_format is not None
     pattern = _filename_pattern(config, project)
-    base_dir = config.cwd if from_cli or "output_filename_format" not in project.export else str(project.path.parent)
     lane_values = {"dataset_dir": dataset_dir(lane.source, project.path), "nickname": lane.source.nickname.replace("*", ""),
                    "result_type": source}
     roi = roi_values(internal, tuple(start[a] for a in internal), tuple(stop[a] for a in internal))
@@ -341,7 +355,7 @@ def output_location(config, project, lane: Lane, source, output_format, internal
         raise UsageError(f"--output_filename_format {pattern!r}: {exc}") from None
     path = format_known(path, roi)
     if not os.path.isabs(path):
-        path = os.path.join(base_dir, path)
+        path = os.path.join(_pattern_folder(config, project), path)
     path = replace_extension(path, formats.extension(output_format))
     internal_pattern = _internal_pattern(config, project)
     try:
